@@ -1,0 +1,339 @@
+//! Every error pidrop can answer with, and the one place that maps an error to an HTTP status,
+//! a stable machine-readable code and extra JSON fields.
+//!
+//! Layers keep their own small enums (`HttpError` for the protocol, `MultipartError` for the body
+//! format, `UploadError` for refusals and storage); `AppError` gathers them so `?` works across
+//! layers. `Display` texts are lower-case-free sentences a person can read in the upload page.
+
+use std::fmt;
+use std::io;
+
+/// Protocol-level faults found by the HTTP core before or while reading a request.
+#[derive(Debug)]
+pub enum HttpError {
+    /// Malformed request head or framing; the text says what.
+    BadRequest(&'static str),
+    UriTooLong { limit: u64 },
+    HeadersTooLarge { limit: u64 },
+    /// The head did not arrive within the header deadline, or a body read idled too long.
+    Timeout,
+    /// A Transfer-Encoding other than exactly `chunked`.
+    UnsupportedTransferEncoding,
+    /// An `Expect` other than `100-continue`.
+    ExpectationFailed,
+    /// Chunked framing broken or over a limit.
+    BadChunk(&'static str),
+    /// The peer went away or the socket failed.
+    Io(io::Error),
+}
+
+/// Faults in a multipart/form-data body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MultipartError {
+    /// Content-Type is not multipart/form-data or has no usable boundary.
+    BadContentType(&'static str),
+    /// The body does not follow RFC 7578 / RFC 2046; the text says where.
+    Malformed(&'static str),
+    /// A part's header block is larger than the buffer.
+    PartHeadersTooLarge { limit: u64 },
+    TooManyParts { limit: u64 },
+    FieldTooLarge { limit: u64 },
+    /// base64 / quoted-printable part encodings (deprecated by RFC 7578) are refused, not stored.
+    UnsupportedEncoding,
+    /// The body ended before the closing boundary.
+    Truncated,
+}
+
+/// Why one uploaded file was refused or could not be stored.
+#[derive(Debug)]
+pub enum UploadError {
+    TooLarge { limit: u64 },
+    RequestTooLarge { limit: u64 },
+    TypeNotAllowed { extension: String },
+    ContentMismatch { extension: String, detected: String },
+    NotText { extension: String },
+    BadName,
+    InsufficientStorage { free: u64, min_free: u64 },
+}
+
+/// Everything a request can fail with.
+#[derive(Debug)]
+pub enum AppError {
+    Http(HttpError),
+    Multipart(MultipartError),
+    Upload(UploadError),
+    NotFound,
+    MethodNotAllowed { allow: &'static str },
+    /// A state-changing request from a foreign origin (CSRF).
+    ForbiddenOrigin,
+    /// The upload directory cannot be written.
+    Unavailable(String),
+    /// A filesystem failure that is not the client's fault.
+    Storage(io::Error),
+    /// Every worker is busy and the queue is full.
+    Busy,
+    /// One client address holds too many connections already.
+    TooManyConnections { limit: u64 },
+    /// A bug: a panic in a handler.
+    Internal,
+}
+
+impl AppError {
+    /// The one mapping from an error to an HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::Http(e) => match e {
+                HttpError::BadRequest(_) | HttpError::BadChunk(_) | HttpError::Io(_) => 400,
+                HttpError::UriTooLong { .. } => 414,
+                HttpError::HeadersTooLarge { .. } => 431,
+                HttpError::Timeout => 408,
+                HttpError::UnsupportedTransferEncoding => 501,
+                HttpError::ExpectationFailed => 417,
+            },
+            AppError::Multipart(e) => match e {
+                MultipartError::BadContentType(_) => 415,
+                MultipartError::UnsupportedEncoding => 415,
+                MultipartError::PartHeadersTooLarge { .. } => 431,
+                MultipartError::FieldTooLarge { .. } | MultipartError::TooManyParts { .. } => 413,
+                MultipartError::Malformed(_) | MultipartError::Truncated => 400,
+            },
+            AppError::Upload(e) => match e {
+                UploadError::TooLarge { .. } | UploadError::RequestTooLarge { .. } => 413,
+                UploadError::TypeNotAllowed { .. }
+                | UploadError::ContentMismatch { .. }
+                | UploadError::NotText { .. } => 415,
+                UploadError::BadName => 400,
+                UploadError::InsufficientStorage { .. } => 507,
+            },
+            AppError::NotFound => 404,
+            AppError::MethodNotAllowed { .. } => 405,
+            AppError::ForbiddenOrigin => 403,
+            AppError::Unavailable(_) | AppError::Busy => 503,
+            AppError::TooManyConnections { .. } => 429,
+            AppError::Storage(e) if is_no_space(e) => 507,
+            AppError::Storage(_) | AppError::Internal => 500,
+        }
+    }
+
+    /// A stable code for scripts and the page.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Http(HttpError::Timeout) => "timeout",
+            AppError::Http(HttpError::UriTooLong { .. }) => "uri_too_long",
+            AppError::Http(HttpError::HeadersTooLarge { .. }) => "headers_too_large",
+            AppError::Http(HttpError::UnsupportedTransferEncoding) => "not_implemented",
+            AppError::Http(HttpError::ExpectationFailed) => "expectation_failed",
+            AppError::Http(_) => "bad_request",
+            AppError::Multipart(MultipartError::BadContentType(_)) => "unsupported_media_type",
+            AppError::Multipart(MultipartError::UnsupportedEncoding) => "unsupported_encoding",
+            AppError::Multipart(MultipartError::FieldTooLarge { .. }) => "field_too_large",
+            AppError::Multipart(MultipartError::TooManyParts { .. }) => "too_many_parts",
+            AppError::Multipart(_) => "malformed_multipart",
+            AppError::Upload(UploadError::TooLarge { .. }) => "too_large",
+            AppError::Upload(UploadError::RequestTooLarge { .. }) => "request_too_large",
+            AppError::Upload(UploadError::TypeNotAllowed { .. }) => "type_not_allowed",
+            AppError::Upload(UploadError::ContentMismatch { .. }) => "content_mismatch",
+            AppError::Upload(UploadError::NotText { .. }) => "content_mismatch",
+            AppError::Upload(UploadError::BadName) => "bad_name",
+            AppError::Upload(UploadError::InsufficientStorage { .. }) => "insufficient_storage",
+            AppError::NotFound => "not_found",
+            AppError::MethodNotAllowed { .. } => "method_not_allowed",
+            AppError::ForbiddenOrigin => "forbidden_origin",
+            AppError::Unavailable(_) => "unavailable",
+            AppError::Busy => "busy",
+            AppError::TooManyConnections { .. } => "too_many_connections",
+            AppError::Storage(e) if is_no_space(e) => "insufficient_storage",
+            AppError::Storage(_) => "storage_error",
+            AppError::Internal => "internal",
+        }
+    }
+
+    /// A numeric limit worth showing to the client, if the error has one.
+    pub fn limit(&self) -> Option<u64> {
+        match self {
+            AppError::Http(HttpError::UriTooLong { limit })
+            | AppError::Http(HttpError::HeadersTooLarge { limit })
+            | AppError::Multipart(MultipartError::PartHeadersTooLarge { limit })
+            | AppError::Multipart(MultipartError::TooManyParts { limit })
+            | AppError::Multipart(MultipartError::FieldTooLarge { limit })
+            | AppError::Upload(UploadError::TooLarge { limit })
+            | AppError::Upload(UploadError::RequestTooLarge { limit })
+            | AppError::TooManyConnections { limit } => Some(*limit),
+            AppError::Upload(UploadError::InsufficientStorage { min_free, .. }) => Some(*min_free),
+            _ => None,
+        }
+    }
+
+    /// Whether the client is still there to read an answer.
+    pub fn client_gone(&self) -> bool {
+        matches!(self, AppError::Http(HttpError::Io(_)))
+    }
+}
+
+fn is_no_space(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT)
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::BadRequest(why) => write!(f, "bad request: {why}"),
+            HttpError::UriTooLong { limit } => {
+                write!(f, "the request line is longer than {limit} bytes")
+            }
+            HttpError::HeadersTooLarge { limit } => {
+                write!(f, "the request headers are larger than allowed ({limit})")
+            }
+            HttpError::Timeout => write!(f, "the request did not arrive in time"),
+            HttpError::UnsupportedTransferEncoding => {
+                write!(f, "only Transfer-Encoding: chunked is supported")
+            }
+            HttpError::ExpectationFailed => write!(f, "only Expect: 100-continue is supported"),
+            HttpError::BadChunk(why) => write!(f, "bad chunked body: {why}"),
+            HttpError::Io(e) => write!(f, "connection error: {e}"),
+        }
+    }
+}
+
+impl fmt::Display for MultipartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MultipartError::BadContentType(why) => write!(f, "expected multipart/form-data: {why}"),
+            MultipartError::Malformed(why) => write!(f, "malformed multipart body: {why}"),
+            MultipartError::PartHeadersTooLarge { limit } => {
+                write!(f, "a part's headers are larger than {limit} bytes")
+            }
+            MultipartError::TooManyParts { limit } => {
+                write!(f, "the form has more than {limit} parts")
+            }
+            MultipartError::FieldTooLarge { limit } => {
+                write!(f, "a text field is larger than {limit} bytes")
+            }
+            MultipartError::UnsupportedEncoding => write!(
+                f,
+                "Content-Transfer-Encoding is not supported in multipart/form-data (RFC 7578)"
+            ),
+            MultipartError::Truncated => {
+                write!(f, "the upload ended before its closing boundary; nothing was kept")
+            }
+        }
+    }
+}
+
+impl fmt::Display for UploadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UploadError::TooLarge { limit } => {
+                write!(f, "the file is larger than the limit of {}", human_size(*limit))
+            }
+            UploadError::RequestTooLarge { limit } => {
+                write!(f, "the upload is larger than the limit of {}", human_size(*limit))
+            }
+            UploadError::TypeNotAllowed { extension } if extension.is_empty() => {
+                write!(f, "files without an extension are not allowed here")
+            }
+            UploadError::TypeNotAllowed { extension } => {
+                write!(f, "files of type .{extension} are not allowed here")
+            }
+            UploadError::ContentMismatch { extension, detected } => write!(
+                f,
+                "the file is named .{extension} but its content is {detected}; it was refused"
+            ),
+            UploadError::NotText { extension } => {
+                write!(f, "the file is named .{extension} but its content is not text")
+            }
+            UploadError::BadName => write!(f, "the file name is empty or invalid"),
+            UploadError::InsufficientStorage { free, min_free } => write!(
+                f,
+                "not enough free space on the server ({} free, {} must stay free)",
+                human_size(*free),
+                human_size(*min_free)
+            ),
+        }
+    }
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppError::Http(e) => e.fmt(f),
+            AppError::Multipart(e) => e.fmt(f),
+            AppError::Upload(e) => e.fmt(f),
+            AppError::NotFound => write!(f, "no such file or page"),
+            AppError::MethodNotAllowed { allow } => {
+                write!(f, "this method is not allowed here (allowed: {allow})")
+            }
+            AppError::ForbiddenOrigin => {
+                write!(f, "requests from another site are not allowed (Origin check)")
+            }
+            AppError::Unavailable(why) => write!(f, "the server cannot store files now: {why}"),
+            AppError::Storage(e) if is_no_space(e) => write!(f, "the server's disk is full"),
+            AppError::Storage(e) => write!(f, "the server could not store the file: {e}"),
+            AppError::Busy => write!(f, "the server is busy; try again in a moment"),
+            AppError::TooManyConnections { limit } => {
+                write!(f, "too many connections from your address (limit {limit})")
+            }
+            AppError::Internal => write!(f, "internal server error"),
+        }
+    }
+}
+
+impl std::error::Error for AppError {}
+impl std::error::Error for HttpError {}
+impl std::error::Error for MultipartError {}
+
+impl From<HttpError> for AppError {
+    fn from(e: HttpError) -> Self {
+        AppError::Http(e)
+    }
+}
+impl From<MultipartError> for AppError {
+    fn from(e: MultipartError) -> Self {
+        AppError::Multipart(e)
+    }
+}
+impl From<UploadError> for AppError {
+    fn from(e: UploadError) -> Self {
+        AppError::Upload(e)
+    }
+}
+
+/// "512 MiB"-style sizes for messages.
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut unit = 0;
+    let mut whole = n;
+    let mut rem = 0;
+    while whole >= 1024 && unit < UNITS.len() - 1 {
+        rem = whole % 1024;
+        whole /= 1024;
+        unit += 1;
+    }
+    if unit == 0 || rem == 0 {
+        format!("{whole} {}", UNITS[unit])
+    } else {
+        format!("{whole}.{} {}", rem * 10 / 1024, UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_size(0), "0 bytes");
+        assert_eq!(human_size(1023), "1023 bytes");
+        assert_eq!(human_size(1024), "1 KiB");
+        assert_eq!(human_size(512 << 20), "512 MiB");
+        assert_eq!(human_size(1536 << 20), "1.5 GiB");
+        assert_eq!(human_size(u64::MAX), "16777215.9 TiB");
+    }
+
+    #[test]
+    fn disk_full_is_507_not_500() {
+        let e = AppError::Storage(io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(e.status(), 507);
+        assert_eq!(AppError::Storage(io::Error::other("x")).status(), 500);
+    }
+}

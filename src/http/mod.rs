@@ -1,0 +1,16 @@
+//! pidrop's own HTTP/1.1 server: strict framing, fixed limits, a bounded thread pool.
+//!
+//! The rest of pidrop sees three things: a [`Request`] (head + body `Read`), a [`Response`],
+//! and the [`Service`] trait it implements. See `server.rs` for the threading model.
+
+pub mod chunked;
+mod conn;
+pub mod head;
+pub mod request;
+pub mod response;
+pub mod server;
+
+pub use head::HeadLimits;
+pub use request::{body_error, Request};
+pub use response::{Payload, Response};
+pub use server::{run, ServerConfig, Service};

@@ -1,0 +1,194 @@
+//! What a handler gets: the validated head, the peer address, and a body `Read` that yields
+//! exactly the body (Content-Length or chunked), counts it, and sends `100 Continue` only on the
+//! first read — so a handler that refuses first (413, 415, 507…) never receives the body.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::chunked::ChunkedDecoder;
+use super::conn::Conn;
+use super::head::{Framing, Head};
+use crate::error::HttpError;
+
+/// One request, as handed to the handler.
+pub struct Request<'c> {
+    pub head: Head,
+    pub peer: SocketAddr,
+    pub body: Body<'c>,
+}
+
+impl Request<'_> {
+    pub fn method(&self) -> &str {
+        &self.head.method
+    }
+    pub fn path(&self) -> &str {
+        &self.head.path
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.header(name)
+    }
+}
+
+enum Kind {
+    Length { remaining: u64 },
+    Chunked(ChunkedDecoder),
+}
+
+/// The request body as a `Read`. Read errors carry an `HttpError` inside the `io::Error`, so
+/// callers can tell a client's fault (bad chunk, timeout) from a disk error.
+pub struct Body<'c> {
+    conn: &'c mut Conn,
+    kind: Kind,
+    read: u64,
+    continue_pending: bool,
+    idle: Duration,
+    failed: bool,
+}
+
+impl<'c> Body<'c> {
+    pub(super) fn new(conn: &'c mut Conn, head: &Head, idle: Duration) -> Body<'c> {
+        let kind = match head.framing {
+            Framing::None => Kind::Length { remaining: 0 },
+            Framing::Length(n) => Kind::Length { remaining: n },
+            Framing::Chunked => Kind::Chunked(ChunkedDecoder::new()),
+        };
+        let continue_pending = head.expect_continue && head.framing != Framing::None;
+        Body { conn, kind, read: 0, continue_pending, idle, failed: false }
+    }
+
+    /// The declared length, when the body has one.
+    pub fn declared_len(&self) -> Option<u64> {
+        match self.kind {
+            Kind::Length { remaining } => Some(remaining + self.read),
+            Kind::Chunked(_) => None,
+        }
+    }
+
+    /// Body bytes delivered so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read
+    }
+
+    /// Whether the whole body has been read (the connection is at the next request).
+    pub fn is_complete(&self) -> bool {
+        !self.failed
+            && match &self.kind {
+                Kind::Length { remaining } => *remaining == 0,
+                Kind::Chunked(d) => d.is_done(),
+            }
+    }
+
+    /// Whether the client was told to send the body yet (false: it may be holding it back).
+    pub fn continue_pending(&self) -> bool {
+        self.continue_pending
+    }
+
+    /// Bytes still expected when the length is known.
+    pub fn remaining(&self) -> Option<u64> {
+        match self.kind {
+            Kind::Length { remaining } => Some(remaining),
+            Kind::Chunked(_) => None,
+        }
+    }
+
+    fn send_continue(&mut self) -> io::Result<()> {
+        if self.continue_pending {
+            self.continue_pending = false;
+            (&*self.conn.stream()).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
+        Ok(())
+    }
+
+    fn read_inner(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.conn.set_read_timeout(self.idle)?;
+        match &mut self.kind {
+            Kind::Length { remaining } => {
+                if *remaining == 0 || out.is_empty() {
+                    return Ok(0);
+                }
+                let want = usize::try_from(*remaining).unwrap_or(usize::MAX).min(out.len());
+                let n = self.conn.read_into(&mut out[..want])?;
+                if n == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                *remaining -= n as u64;
+                Ok(n)
+            }
+            Kind::Chunked(dec) => loop {
+                if dec.is_done() || out.is_empty() {
+                    return Ok(0);
+                }
+                if self.conn.buffered().is_empty() && self.conn.fill_more()? == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                let buffered = self.conn.buffered();
+                let p = dec.decode(buffered).map_err(io::Error::other)?;
+                let n = (p.data.1 - p.data.0).min(out.len());
+                out[..n].copy_from_slice(&buffered[p.data.0..p.data.0 + n]);
+                // Data we could not hand out stays buffered for the next call.
+                let unused = (p.data.1 - p.data.0) - n;
+                if unused > 0 {
+                    // Put back the bytes we did not copy: the decoder already counted them.
+                    dec.unread(unused as u64);
+                }
+                self.conn.consume(p.consumed - unused);
+                if n > 0 {
+                    return Ok(n);
+                }
+            },
+        }
+    }
+
+    /// Reads and drops up to `limit` bytes of what is left; true if the body ended within it.
+    pub fn discard(&mut self, limit: u64) -> bool {
+        let mut scratch = [0u8; 4096];
+        let mut left = limit;
+        while !self.is_complete() {
+            if left == 0 {
+                return false;
+            }
+            let want = usize::try_from(left).unwrap_or(usize::MAX).min(scratch.len());
+            match self.read(&mut scratch[..want]) {
+                Ok(0) => return self.is_complete(),
+                Ok(n) => left -= n as u64,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+impl Read for Body<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::other(HttpError::BadRequest("body already failed")));
+        }
+        let r = self.send_continue().and_then(|_| self.read_inner(out));
+        match r {
+            Ok(n) => {
+                self.read += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Turns a body read error into the protocol error it stands for.
+pub fn body_error(e: io::Error) -> HttpError {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => HttpError::Timeout,
+        io::ErrorKind::Other => match e.into_inner() {
+            Some(inner) => match inner.downcast::<HttpError>() {
+                Ok(h) => *h,
+                Err(other) => HttpError::Io(io::Error::other(other)),
+            },
+            None => HttpError::Io(io::ErrorKind::Other.into()),
+        },
+        _ => HttpError::Io(e),
+    }
+}

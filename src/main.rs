@@ -1,0 +1,6 @@
+//! temp
+mod error;
+mod http;
+mod multipart;
+mod time;
+fn main() {}

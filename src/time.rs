@@ -1,0 +1,101 @@
+//! Calendar dates without a dependency: HTTP-dates (RFC 9110 §5.6.7) for `Date` and
+//! `Last-Modified`, and RFC 3339 UTC timestamps for the JSON API and the logs.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+struct Parts {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u64,
+    min: u64,
+    sec: u64,
+    weekday: usize,
+    millis: u32,
+}
+
+fn parts(t: SystemTime) -> Parts {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = since.as_secs();
+    let days = (secs / 86_400) as i64;
+    let (year, month, day) = civil(days);
+    let rem = secs % 86_400;
+    Parts {
+        year,
+        month,
+        day,
+        hour: rem / 3600,
+        min: rem % 3600 / 60,
+        sec: rem % 60,
+        weekday: ((days + 4).rem_euclid(7)) as usize,
+        millis: since.subsec_millis(),
+    }
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT`
+pub fn http_date(t: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let p = parts(t);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[p.weekday],
+        p.day,
+        MONTHS[(p.month - 1) as usize],
+        p.year,
+        p.hour,
+        p.min,
+        p.sec
+    )
+}
+
+/// `2026-11-21T10:00:00Z`
+pub fn rfc3339(t: SystemTime) -> String {
+    let p = parts(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        p.year, p.month, p.day, p.hour, p.min, p.sec
+    )
+}
+
+/// `2026-11-21T10:00:00.123Z`, for log lines.
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    let p = parts(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        p.year, p.month, p.day, p.hour, p.min, p.sec, p.millis
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_dates() {
+        let t = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(http_date(t), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(rfc3339(t), "1994-11-06T08:49:37Z");
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        // A leap day, and a date past 2038 (32-bit time_t would overflow).
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
+        let late = UNIX_EPOCH + Duration::from_secs(4_102_444_800);
+        assert_eq!(http_date(late), "Fri, 01 Jan 2100 00:00:00 GMT");
+    }
+}
