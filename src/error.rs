@@ -53,6 +53,8 @@ pub enum UploadError {
     ContentMismatch { extension: String, detected: String },
     NotText { extension: String },
     BadName,
+    /// The request carried no file at all.
+    NoFile,
     InsufficientStorage { free: u64, min_free: u64 },
 }
 
@@ -66,8 +68,6 @@ pub enum AppError {
     MethodNotAllowed { allow: &'static str },
     /// A state-changing request from a foreign origin (CSRF).
     ForbiddenOrigin,
-    /// The upload directory cannot be written.
-    Unavailable(String),
     /// A filesystem failure that is not the client's fault.
     Storage(io::Error),
     /// Every worker is busy and the queue is full.
@@ -102,13 +102,13 @@ impl AppError {
                 UploadError::TypeNotAllowed { .. }
                 | UploadError::ContentMismatch { .. }
                 | UploadError::NotText { .. } => 415,
-                UploadError::BadName => 400,
+                UploadError::BadName | UploadError::NoFile => 400,
                 UploadError::InsufficientStorage { .. } => 507,
             },
             AppError::NotFound => 404,
             AppError::MethodNotAllowed { .. } => 405,
             AppError::ForbiddenOrigin => 403,
-            AppError::Unavailable(_) | AppError::Busy => 503,
+            AppError::Busy => 503,
             AppError::TooManyConnections { .. } => 429,
             AppError::Storage(e) if is_no_space(e) => 507,
             AppError::Storage(_) | AppError::Internal => 500,
@@ -135,11 +135,11 @@ impl AppError {
             AppError::Upload(UploadError::ContentMismatch { .. }) => "content_mismatch",
             AppError::Upload(UploadError::NotText { .. }) => "content_mismatch",
             AppError::Upload(UploadError::BadName) => "bad_name",
+            AppError::Upload(UploadError::NoFile) => "no_file",
             AppError::Upload(UploadError::InsufficientStorage { .. }) => "insufficient_storage",
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed { .. } => "method_not_allowed",
             AppError::ForbiddenOrigin => "forbidden_origin",
-            AppError::Unavailable(_) => "unavailable",
             AppError::Busy => "busy",
             AppError::TooManyConnections { .. } => "too_many_connections",
             AppError::Storage(e) if is_no_space(e) => "insufficient_storage",
@@ -164,10 +164,6 @@ impl AppError {
         }
     }
 
-    /// Whether the client is still there to read an answer.
-    pub fn client_gone(&self) -> bool {
-        matches!(self, AppError::Http(HttpError::Io(_)))
-    }
 }
 
 fn is_no_space(e: &io::Error) -> bool {
@@ -243,6 +239,7 @@ impl fmt::Display for UploadError {
                 write!(f, "the file is named .{extension} but its content is not text")
             }
             UploadError::BadName => write!(f, "the file name is empty or invalid"),
+            UploadError::NoFile => write!(f, "the request contained no file"),
             UploadError::InsufficientStorage { free, min_free } => write!(
                 f,
                 "not enough free space on the server ({} free, {} must stay free)",
@@ -266,7 +263,6 @@ impl fmt::Display for AppError {
             AppError::ForbiddenOrigin => {
                 write!(f, "requests from another site are not allowed (Origin check)")
             }
-            AppError::Unavailable(why) => write!(f, "the server cannot store files now: {why}"),
             AppError::Storage(e) if is_no_space(e) => write!(f, "the server's disk is full"),
             AppError::Storage(e) => write!(f, "the server could not store the file: {e}"),
             AppError::Busy => write!(f, "the server is busy; try again in a moment"),

@@ -132,7 +132,7 @@ impl ChunkedDecoder {
             (DataCr, b'\r') => DataLf,
             (DataLf, b'\n') => Size { digits: 0 },
             (TrailerStart, b'\r') => TrailerLf { empty: true },
-            (TrailerStart | TrailerLine, b'\r') => TrailerLf { empty: false },
+            (TrailerLine, b'\r') => TrailerLf { empty: false },
             (TrailerStart | TrailerLine, b) if b == b'\t' || (b >= 0x20 && b != 0x7f) => {
                 TrailerLine
             }

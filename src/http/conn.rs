@@ -31,10 +31,6 @@ impl Conn {
         &self.buf[self.start..self.end]
     }
 
-    pub fn capacity(&self) -> usize {
-        self.buf.len()
-    }
-
     pub fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.end);
         if self.start == self.end {

@@ -30,8 +30,6 @@ pub struct Head {
     /// The path of the target, still percent-encoded, always starting with `/` (or `*`).
     pub path: String,
     pub query: Option<String>,
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
-    pub minor: u8,
     headers: Vec<(String, String)>,
     pub framing: Framing,
     pub keep_alive: bool,
@@ -95,7 +93,7 @@ pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Option<(Head, usize)>, Ht
     }
     let keep_alive = keep_alive(&headers, minor);
     Ok(Some((
-        Head { method, path, query, minor, headers, framing, keep_alive, expect_continue },
+        Head { method, path, query, headers, framing, keep_alive, expect_continue },
         len,
     )))
 }

@@ -6,6 +6,7 @@
 pub mod chunked;
 mod conn;
 pub mod head;
+pub mod range;
 pub mod request;
 pub mod response;
 pub mod server;

@@ -3,7 +3,6 @@
 //! first read — so a handler that refuses first (413, 415, 507…) never receives the body.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::chunked::ChunkedDecoder;
@@ -14,7 +13,6 @@ use crate::error::HttpError;
 /// One request, as handed to the handler.
 pub struct Request<'c> {
     pub head: Head,
-    pub peer: SocketAddr,
     pub body: Body<'c>,
 }
 

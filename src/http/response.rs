@@ -62,9 +62,6 @@ impl Response {
         self.headers.push((Cow::Borrowed(name), value.into()));
     }
 
-    pub fn get_header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
 }
 
 /// A header value that cannot end the header or the line: visible ASCII, space, tab, and

@@ -247,7 +247,7 @@ fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         first = false;
         let started = Instant::now();
         let head_only = head.method == "HEAD";
-        let mut req = Request { body: Body::new(&mut conn, &head, cfg.body_timeout), head, peer };
+        let mut req = Request { body: Body::new(&mut conn, &head, cfg.body_timeout), head };
         let resp = match catch_unwind(AssertUnwindSafe(|| shared.service.handle(&mut req))) {
             Ok(r) => r,
             Err(_) => {

@@ -1,0 +1,45 @@
+//! The upload page, embedded from `static/` at build time so the binary is the whole deployment.
+//! Every asset goes out with `nosniff` and the page with a strict Content-Security-Policy (no
+//! inline script, nothing from other origins: the LAN may have no internet).
+
+use crate::http::Response;
+
+/// Headers every page asset carries.
+pub const PAGE_HEADERS: &[(&str, &str)] = &[
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    ),
+    ("Cache-Control", "no-cache"),
+];
+
+const FILES: &[(&str, &str, &[u8])] = &[
+    ("index.html", "text/html; charset=utf-8", include_bytes!("../static/index.html")),
+    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../static/app.js")),
+    ("style.css", "text/css; charset=utf-8", include_bytes!("../static/style.css")),
+];
+
+/// A static asset by name, or `None`.
+pub fn get(name: &str) -> Option<Response> {
+    let (_, ctype, bytes) = FILES.iter().find(|(n, _, _)| *n == name)?;
+    let mut r = Response::with_body(200, ctype, *bytes);
+    for (k, v) in PAGE_HEADERS {
+        r.set_header(k, *v);
+    }
+    Some(r)
+}
+
+/// The main page.
+pub fn page(name: &str) -> Response {
+    get(name).unwrap_or_else(|| Response::new(404))
+}
+
+/// The short page a no-JavaScript form post gets back; `items` is already escaped HTML.
+pub fn result_page(items: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>pidrop — upload result</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head><body><main><h1>Upload result</h1><ul class=\"result\">{items}</ul><p><a class=\"button\" href=\"/\">Upload more</a></p></main></body></html>"
+    )
+}

@@ -1,0 +1,301 @@
+//! Command-line flags and `PIDROP_*` environment variables, turned once into one validated
+//! [`Config`]. Every setting has both forms; a flag wins over the environment. `--help` prints
+//! the table below, so the help text and the parser cannot drift apart.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::http::{HeadLimits, ServerConfig};
+use crate::validate::AllowList;
+
+/// One setting: flag name (without `--`), default, help text.
+struct Setting {
+    name: &'static str,
+    default: &'static str,
+    help: &'static str,
+}
+
+const SETTINGS: &[Setting] = &[
+    Setting { name: "listen", default: "0.0.0.0:8080", help: "address and port to serve on; port 0 picks a free one" },
+    Setting { name: "dir", default: "./uploads", help: "upload directory (created if missing)" },
+    Setting { name: "max-size", default: "16G", help: "largest file accepted (units: K, M, G, T; powers of 1024)" },
+    Setting { name: "max-request", default: "64G", help: "largest request body (all files of one multipart POST)" },
+    Setting { name: "allow", default: "default", help: "allowed extensions, comma-separated; 'default' for photos, video, audio, documents, text and archives; '*' for any" },
+    Setting { name: "min-free", default: "256M", help: "free space that must remain on the upload filesystem" },
+    Setting { name: "origins", default: "", help: "extra origins allowed to upload/delete (comma-separated, e.g. http://nas.local:8080)" },
+    Setting { name: "workers", default: "16", help: "worker threads (each serves one connection at a time)" },
+    Setting { name: "queue", default: "64", help: "accepted connections waiting for a worker; beyond this new ones get 503" },
+    Setting { name: "per-client", default: "8", help: "connections one client address may hold (queued or served); beyond this 429" },
+    Setting { name: "max-head", default: "8K", help: "request line + headers size limit (414/431)" },
+    Setting { name: "max-headers", default: "64", help: "number of request headers allowed (431)" },
+    Setting { name: "header-timeout", default: "10s", help: "total time to receive a request head (408)" },
+    Setting { name: "body-timeout", default: "30s", help: "longest pause between two reads of a request body" },
+    Setting { name: "keepalive-timeout", default: "5s", help: "how long an idle keep-alive connection is kept" },
+    Setting { name: "write-timeout", default: "30s", help: "longest a response write may block" },
+    Setting { name: "shutdown-timeout", default: "10s", help: "on SIGTERM, how long in-flight requests may run" },
+    Setting { name: "max-parts", default: "1000", help: "parts in one multipart body" },
+    Setting { name: "max-field", default: "64K", help: "size of one text field in a multipart body" },
+    Setting { name: "log", default: "info", help: "log level: error, warn, info, debug, trace (RUST_LOG also works)" },
+];
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub dir: PathBuf,
+    pub max_size: u64,
+    pub max_request: u64,
+    pub allow: AllowList,
+    pub min_free: u64,
+    pub origins: Vec<String>,
+    pub server: ServerConfig,
+    pub max_parts: u64,
+    pub max_field: u64,
+    pub log: String,
+}
+
+/// A setting that could not be used.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    UnknownFlag(String),
+    MissingValue(String),
+    Invalid { name: &'static str, value: String, why: &'static str },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::UnknownFlag(s) => write!(f, "unknown option {s} (see --help)"),
+            ConfigError::MissingValue(s) => write!(f, "option --{s} needs a value"),
+            ConfigError::Invalid { name, value, why } => {
+                write!(f, "invalid --{name} {value:?}: {why}")
+            }
+        }
+    }
+}
+
+/// What the command line asks for.
+pub enum Command {
+    Run(Box<Config>),
+    Help,
+    Version,
+}
+
+pub fn help() -> String {
+    let mut s = String::from(
+        "pidrop — a small, dependable file-upload server\n\nUsage: pidrop [OPTIONS]\n\nEvery option can also be set in the environment as PIDROP_<NAME> (e.g. PIDROP_MAX_SIZE=4G).\n\nOptions:\n",
+    );
+    for st in SETTINGS {
+        let env = env_name(st.name);
+        s.push_str(&format!("  --{:<18} {}\n  {:<20} [default: {}] [env: {}]\n", st.name, st.help, "", st.default, env));
+    }
+    s.push_str("  --help               this text\n  --version            the version\n");
+    s
+}
+
+fn env_name(flag: &str) -> String {
+    format!("PIDROP_{}", flag.replace('-', "_").to_ascii_uppercase())
+}
+
+/// Parses flags (`--name value` or `--name=value`) over environment values over defaults.
+pub fn parse<I, E>(args: I, env: E) -> Result<Command, ConfigError>
+where
+    I: IntoIterator<Item = String>,
+    E: Fn(&str) -> Option<String>,
+{
+    let mut values: Vec<Option<String>> = SETTINGS.iter().map(|s| env(&env_name(s.name))).collect();
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        if arg == "--help" || arg == "-h" {
+            return Ok(Command::Help);
+        }
+        if arg == "--version" || arg == "-V" {
+            return Ok(Command::Version);
+        }
+        let Some(flag) = arg.strip_prefix("--") else {
+            return Err(ConfigError::UnknownFlag(arg));
+        };
+        let (name, inline) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (flag, None),
+        };
+        let idx = SETTINGS
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| ConfigError::UnknownFlag(arg.clone()))?;
+        let value = match inline {
+            Some(v) => v,
+            None => it.next().ok_or_else(|| ConfigError::MissingValue(name.to_string()))?,
+        };
+        values[idx] = Some(value);
+    }
+    let get = |name: &'static str| -> (&'static str, String) {
+        let i = SETTINGS.iter().position(|s| s.name == name).unwrap_or(0);
+        (name, values[i].clone().unwrap_or_else(|| SETTINGS[i].default.to_string()))
+    };
+    let listen = {
+        let (n, v) = get("listen");
+        v.parse::<SocketAddr>().map_err(|_| invalid(n, &v, "expected ADDR:PORT, e.g. 0.0.0.0:8080"))?
+    };
+    let size = |name| {
+        let (n, v) = get(name);
+        parse_size(&v).ok_or_else(|| invalid(n, &v, "expected a size such as 512M or 4G"))
+    };
+    let duration = |name| {
+        let (n, v) = get(name);
+        parse_duration(&v).ok_or_else(|| invalid(n, &v, "expected a duration such as 10s or 500ms"))
+    };
+    let count = |name| {
+        let (n, v) = get(name);
+        v.parse::<usize>()
+            .ok()
+            .filter(|c| *c > 0 && *c <= 100_000)
+            .ok_or_else(|| invalid(n, &v, "expected a whole number from 1 to 100000"))
+    };
+    let max_head = size("max-head")?;
+    if !(1024..=1 << 20).contains(&max_head) {
+        let (n, v) = get("max-head");
+        return Err(invalid(n, &v, "must be between 1K and 1M"));
+    }
+    let allow = {
+        let (n, v) = get("allow");
+        AllowList::parse(&v).ok_or_else(|| invalid(n, &v, "expected extensions like jpg,png or '*' or 'default'"))?
+    };
+    let server = ServerConfig {
+        workers: count("workers")?,
+        queue: count("queue")?,
+        per_client: count("per-client")?,
+        head: HeadLimits { max_head: max_head as usize, max_headers: count("max-headers")? },
+        header_timeout: duration("header-timeout")?,
+        body_timeout: duration("body-timeout")?,
+        keepalive_timeout: duration("keepalive-timeout")?,
+        write_timeout: duration("write-timeout")?,
+        shutdown_timeout: duration("shutdown-timeout")?,
+        discard_limit: 64 << 10,
+    };
+    let origins = get("origins").1.split(',').map(|s| s.trim().trim_end_matches('/').to_string()).filter(|s| !s.is_empty()).collect();
+    let max_size = size("max-size")?;
+    if max_size == 0 {
+        return Err(invalid("max-size", "0", "must be more than 0"));
+    }
+    Ok(Command::Run(Box::new(Config {
+        listen,
+        dir: PathBuf::from(get("dir").1),
+        max_size,
+        max_request: size("max-request")?,
+        allow,
+        min_free: size("min-free")?,
+        origins,
+        server,
+        max_parts: count("max-parts")? as u64,
+        max_field: size("max-field")?,
+        log: get("log").1,
+    })))
+}
+
+fn invalid(name: &'static str, value: &str, why: &'static str) -> ConfigError {
+    ConfigError::Invalid { name, value: value.to_string(), why }
+}
+
+/// `123`, `64K`, `512M`, `4G`, `1T`, also `4GiB`/`4GB` (all powers of 1024).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let n: u64 = s[..digits].parse().ok()?;
+    let unit = s[digits..].trim().to_ascii_uppercase();
+    let shift = match unit.trim_end_matches("IB").trim_end_matches('B') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
+/// `10s`, `500ms`, `2m`, or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let n: u64 = s[..digits].parse().ok()?;
+    let d = match &s[digits..] {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        _ => return None,
+    };
+    (!d.is_zero()).then_some(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        match parse(args.iter().map(|s| s.to_string()), |k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })? {
+            Command::Run(c) => Ok(*c),
+            _ => panic!("not a run"),
+        }
+    }
+
+    #[test]
+    fn defaults_work_with_no_arguments() {
+        let c = run(&[], &[]).expect("defaults are valid");
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.dir, PathBuf::from("./uploads"));
+        assert_eq!(c.max_size, 16 << 30);
+        assert_eq!(c.min_free, 256 << 20);
+    }
+
+    #[test]
+    fn flags_beat_environment() {
+        let c = run(&["--max-size", "4G", "--dir=/mnt/usb"], &[("PIDROP_MAX_SIZE", "1M"), ("PIDROP_MIN_FREE", "1G")])
+            .expect("valid");
+        assert_eq!(c.max_size, 4 << 30);
+        assert_eq!(c.min_free, 1 << 30);
+        assert_eq!(c.dir, PathBuf::from("/mnt/usb"));
+    }
+
+    #[test]
+    fn bad_values_say_what_is_wrong() {
+        assert!(matches!(run(&["--max-size", "lots"], &[]), Err(ConfigError::Invalid { name: "max-size", .. })));
+        assert!(matches!(run(&["--nope"], &[]), Err(ConfigError::UnknownFlag(_))));
+        assert!(matches!(run(&["--dir"], &[]), Err(ConfigError::MissingValue(_))));
+        assert!(matches!(run(&["--workers", "0"], &[]), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(run(&["--listen", "8080"], &[]), Err(ConfigError::Invalid { .. })));
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("4GiB"), Some(4 << 30));
+        assert_eq!(parse_size("5g"), Some(5 << 30));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("99999999999T"), None);
+        assert_eq!(parse_size("1.5G"), None);
+        assert_eq!(parse_size("G"), None);
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("x"), None);
+    }
+
+    #[test]
+    fn help_lists_every_setting_with_its_env_name() {
+        let h = help();
+        for s in SETTINGS {
+            assert!(h.contains(&format!("--{}", s.name)));
+            assert!(h.contains(&env_name(s.name)));
+        }
+    }
+}

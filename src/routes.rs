@@ -1,0 +1,282 @@
+//! Method + path → handler, the Origin check for state-changing requests, and the one place an
+//! error becomes a response (`error_response`).
+
+use std::time::Instant;
+
+use crate::assets;
+use crate::config::Config;
+use crate::error::{AppError, UploadError};
+use crate::http::{Request, Response, Service};
+use crate::json::{self, Obj};
+use crate::serve;
+use crate::storage::{is_stored_name, Meta, Store};
+use crate::time::rfc3339;
+use crate::upload::{self, Outcome};
+
+/// The application: configuration, storage, start time.
+pub struct App {
+    pub cfg: Config,
+    pub store: Store,
+    pub started: Instant,
+}
+
+impl Service for App {
+    fn handle(&self, req: &mut Request<'_>) -> Response {
+        match self.route(req) {
+            Ok(r) => r,
+            Err(e) => {
+                if e.status() >= 500 {
+                    log::error!("{} {}: {e}", req.method(), req.path());
+                }
+                error_response(&e)
+            }
+        }
+    }
+
+    fn error(&self, err: &AppError) -> Response {
+        error_response(err)
+    }
+}
+
+/// The one mapping from an error to what the client sees: JSON with a code and a sentence.
+pub fn error_response(e: &AppError) -> Response {
+    let mut inner = Obj::new().str("code", e.code()).str("message", &e.to_string());
+    if let Some(limit) = e.limit() {
+        inner = inner.num("limit", limit);
+    }
+    let body = Obj::new().raw("error", &inner.finish()).finish();
+    let mut r = Response::json(e.status(), body);
+    if let AppError::MethodNotAllowed { allow } = e {
+        r.set_header("Allow", *allow);
+    }
+    if matches!(e, AppError::Http(_)) {
+        r.close = true;
+    }
+    r
+}
+
+const READ_ONLY: &str = "GET, HEAD";
+
+impl App {
+    fn route(&self, req: &mut Request<'_>) -> Result<Response, AppError> {
+        let path = req.path().to_string();
+        let method = req.method().to_string();
+        let read = method == "GET" || method == "HEAD";
+        match path.as_str() {
+            "/" | "/index.html" if read => Ok(assets::page("index.html")),
+            "/" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
+            p if p.starts_with("/static/") && read => {
+                assets::get(&p["/static/".len()..]).ok_or(AppError::NotFound)
+            }
+            "/healthz" if read => Ok(self.health()),
+            "/config" if read => Ok(self.client_config()),
+            "/healthz" | "/config" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
+            "/upload" if method == "POST" => {
+                self.check_origin(req)?;
+                let html = wants_html(req);
+                let outcome = upload::multipart(&self.cfg, &self.store, req)?;
+                Ok(if html { outcome_page(&outcome) } else { outcome_json(&outcome) })
+            }
+            "/upload" => Err(AppError::MethodNotAllowed { allow: "POST" }),
+            p if p.starts_with("/upload/") => {
+                if method != "PUT" {
+                    return Err(AppError::MethodNotAllowed { allow: "PUT" });
+                }
+                self.check_origin(req)?;
+                let name = &p["/upload/".len()..];
+                if name.is_empty() || name.contains('/') {
+                    return Err(UploadError::BadName.into());
+                }
+                let meta = upload::put(&self.cfg, &self.store, req, name)?;
+                let url = file_url(&meta);
+                let out = Outcome { stored: vec![meta], refused: vec![], fields: vec![] };
+                Ok(outcome_json(&out).header("Location", url))
+            }
+            "/files" | "/files/" if read => Ok(self.listing(req)),
+            "/files" | "/files/" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
+            p if p.starts_with("/files/") => {
+                let name = &p["/files/".len()..];
+                // Only our own names: no decoding, no path, nothing a request can steer.
+                if !is_stored_name(name) {
+                    return Err(AppError::NotFound);
+                }
+                match method.as_str() {
+                    "GET" | "HEAD" => serve::file(&self.store, req, name),
+                    "DELETE" => {
+                        self.check_origin(req)?;
+                        if self.store.delete(name)? {
+                            Ok(Response::new(204))
+                        } else {
+                            Err(AppError::NotFound)
+                        }
+                    }
+                    _ => Err(AppError::MethodNotAllowed { allow: "GET, HEAD, DELETE" }),
+                }
+            }
+            _ => Err(AppError::NotFound),
+        }
+    }
+
+    /// CSRF: a browser on another site can POST here without a preflight. Same-origin requests
+    /// and requests without an Origin (curl, scripts) pass; foreign origins get 403.
+    fn check_origin(&self, req: &Request<'_>) -> Result<(), AppError> {
+        if let Some(origin) = req.header("origin") {
+            let origin = origin.trim_end_matches('/');
+            let host = req.header("host").unwrap_or("");
+            let same = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host)
+                && !host.is_empty();
+            if same || self.cfg.origins.iter().any(|o| o == origin) {
+                return Ok(());
+            }
+            return Err(AppError::ForbiddenOrigin);
+        }
+        match req.header("sec-fetch-site") {
+            None | Some("same-origin") | Some("none") => Ok(()),
+            Some(_) => Err(AppError::ForbiddenOrigin),
+        }
+    }
+
+    fn listing(&self, req: &Request<'_>) -> Response {
+        let mut cursor = None;
+        let mut limit = 100usize;
+        for (k, v) in upload::query_fields(req.head.query.as_deref()) {
+            match k.as_str() {
+                "cursor" => cursor = Some(v),
+                "limit" => limit = v.parse().unwrap_or(100).clamp(1, 1000),
+                _ => {}
+            }
+        }
+        let (page, next) = self.store.list(cursor.as_deref(), limit);
+        let body = Obj::new()
+            .raw("files", &json::array(page.iter().map(|m| meta_json(m))))
+            .opt_str("next", next.as_deref())
+            .finish();
+        Response::json(200, body).header("Cache-Control", "no-store")
+    }
+
+    fn health(&self) -> Response {
+        let (files, bytes) = self.store.totals();
+        let free = self.store.free_space().unwrap_or(0);
+        let base = Obj::new()
+            .str("version", env!("CARGO_PKG_VERSION"))
+            .num("uptime_s", self.started.elapsed().as_secs())
+            .num("files", files)
+            .num("bytes", bytes)
+            .num("free_bytes", free);
+        match self.store.writable() {
+            Ok(()) => Response::json(200, base.str("status", "ok").finish()),
+            Err(why) => {
+                let body = base.str("status", "unavailable").str("reason", &format!("upload directory is not writable: {why}")).finish();
+                Response::json(503, body)
+            }
+        }
+        .header("Cache-Control", "no-store")
+    }
+
+    /// The limits the page checks against, so they are never duplicated in JavaScript.
+    fn client_config(&self) -> Response {
+        let allow = match self.cfg.allow.extensions() {
+            Some(list) => json::array(list.iter().map(|e| {
+                let mut s = String::new();
+                json::string_into(&mut s, e);
+                s
+            })),
+            None => "null".to_string(),
+        };
+        let free = self.store.free_space().unwrap_or(0);
+        let body = Obj::new()
+            .num("max_size", self.cfg.max_size)
+            .num("max_request", self.cfg.max_request)
+            .raw("allow", &allow)
+            .num("min_free", self.cfg.min_free)
+            .num("free_bytes", free)
+            .finish();
+        Response::json(200, body).header("Cache-Control", "no-store")
+    }
+}
+
+fn file_url(m: &Meta) -> String {
+    format!("/files/{}", m.name)
+}
+
+pub fn meta_json(m: &Meta) -> String {
+    Obj::new()
+        .str("name", &m.name)
+        .str("original_name", &m.original_name)
+        .num("size", m.size)
+        .str("type", &m.mime)
+        .str("sha256", &m.sha256)
+        .str("url", &file_url(m))
+        .raw("thumbnail_url", "null")
+        .str("uploaded_at", &rfc3339(m.uploaded_time()))
+        .raw("fields", &json::string_map(m.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+        .finish()
+}
+
+fn status_of(o: &Outcome) -> u16 {
+    if !o.stored.is_empty() {
+        201
+    } else {
+        o.refused.first().map(|(_, e)| e.status()).unwrap_or(400)
+    }
+}
+
+fn outcome_json(o: &Outcome) -> Response {
+    let errors = o.refused.iter().map(|(name, e)| {
+        Obj::new().str("original_name", name).str("code", e.code()).str("message", &e.to_string()).finish()
+    });
+    let mut body = Obj::new()
+        .raw("files", &json::array(o.stored.iter().map(|m| meta_json(m))))
+        .raw("errors", &json::array(errors))
+        .raw("fields", &json::string_map(o.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+    if o.stored.is_empty() && o.refused.is_empty() {
+        let e = AppError::Upload(UploadError::NoFile);
+        body = body.raw("error", &Obj::new().str("code", e.code()).str("message", &e.to_string()).finish());
+    }
+    Response::json(status_of(o), body.finish())
+}
+
+/// A form posted without JavaScript prefers a page to JSON.
+fn wants_html(req: &Request<'_>) -> bool {
+    let accept = req.header("accept").unwrap_or("");
+    accept.contains("text/html") && req.header("x-requested-with").is_none()
+}
+
+fn outcome_page(o: &Outcome) -> Response {
+    let mut items = String::new();
+    for m in &o.stored {
+        items.push_str(&format!(
+            "<li>Saved <a href=\"{}\">{}</a> ({})</li>",
+            file_url(m),
+            html_escape(&m.original_name),
+            crate::error::human_size(m.size)
+        ));
+    }
+    for (name, e) in &o.refused {
+        items.push_str(&format!("<li class=\"err\">Not saved: {} — {}</li>", html_escape(name), html_escape(&e.to_string())));
+    }
+    if o.stored.is_empty() && o.refused.is_empty() {
+        items.push_str("<li class=\"err\">No file was chosen.</li>");
+    }
+    let page = assets::result_page(&items);
+    let mut r = Response::with_body(status_of(o), "text/html; charset=utf-8", page.into_bytes());
+    for (k, v) in assets::PAGE_HEADERS {
+        r.set_header(k, *v);
+    }
+    r
+}
+
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,109 @@
+//! Downloads of stored files: the right type, a safe disposition, the sandbox CSP, validators
+//! (ETag, Last-Modified, If-None-Match) and single byte ranges.
+
+use std::fs::File;
+
+use crate::error::AppError;
+use crate::http::range::{self, ByteRange};
+use crate::http::{Payload, Request, Response};
+use crate::storage::{Meta, Store};
+use crate::time::http_date;
+use crate::validate::{inline_safe, served_type};
+
+pub fn file(store: &Store, req: &Request<'_>, name: &str) -> Result<Response, AppError> {
+    let meta = store.get(name).ok_or(AppError::NotFound)?;
+    let file = File::open(store.path_of(&meta)).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            AppError::NotFound
+        } else {
+            AppError::Storage(e)
+        }
+    })?;
+    let len = file.metadata().map_err(AppError::Storage)?.len();
+    let etag = etag(&meta, len);
+    let base = |status| {
+        Response::new(status)
+            .header("ETag", etag.clone())
+            .header("Last-Modified", http_date(meta.uploaded_time()))
+            .header("Accept-Ranges", "bytes")
+            .header("X-Content-Type-Options", "nosniff")
+            .header("Content-Security-Policy", "sandbox")
+            .header("Cache-Control", "private, max-age=0, must-revalidate")
+    };
+    if let Some(inm) = req.header("if-none-match") {
+        if inm.split(',').any(|t| t.trim() == etag || t.trim() == "*") {
+            return Ok(base(304));
+        }
+    }
+    let (status, start, count) = match req.header("range").map(|r| range::parse(r, len)) {
+        None | Some(ByteRange::Full) => (200, 0, len),
+        Some(ByteRange::Partial(a, b)) => (206, a, b - a + 1),
+        Some(ByteRange::Unsatisfiable) => {
+            return Ok(base(416).header("Content-Range", format!("bytes */{len}")));
+        }
+    };
+    let mut resp = base(status)
+        .header("Content-Type", served_type(&meta.mime))
+        .header("Content-Disposition", disposition(&meta));
+    if status == 206 {
+        resp.set_header("Content-Range", format!("bytes {}-{}/{}", start, start + count - 1, len));
+    }
+    resp.payload = Payload::File { file, start, len: count };
+    Ok(resp)
+}
+
+fn etag(meta: &Meta, len: u64) -> String {
+    if meta.sha256.len() >= 32 {
+        format!("\"{}\"", &meta.sha256[..32])
+    } else {
+        format!("\"{:x}-{:x}\"", len, meta.uploaded_at)
+    }
+}
+
+/// RFC 6266: an ASCII fallback plus `filename*` in UTF-8; inline only for safe types.
+pub fn disposition(meta: &Meta) -> String {
+    let kind = if inline_safe(&served_type(&meta.mime)) { "inline" } else { "attachment" };
+    let fallback: String = meta
+        .original_name
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' && c != '%' || c == ' ' { c } else { '_' })
+        .collect();
+    let mut encoded = String::new();
+    for b in meta.original_name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(name: &str, mime: &str) -> Meta {
+        Meta {
+            name: "x".into(),
+            original_name: name.into(),
+            size: 1,
+            mime: mime.into(),
+            sha256: String::new(),
+            uploaded_at: 0,
+            fields: vec![],
+        }
+    }
+
+    #[test]
+    fn dispositions() {
+        assert_eq!(
+            disposition(&meta("Fête \"1\".jpg", "image/jpeg")),
+            "inline; filename=\"F_te _1_.jpg\"; filename*=UTF-8''F%C3%AAte%20%221%22.jpg"
+        );
+        assert!(disposition(&meta("a.svg", "image/svg+xml")).starts_with("attachment;"));
+        assert!(disposition(&meta("a.html", "text/html")).starts_with("attachment;"));
+        assert!(disposition(&meta("a.txt", "text/plain")).starts_with("inline;"));
+        assert!(disposition(&meta("a.zip", "application/zip")).starts_with("attachment;"));
+    }
+}

@@ -1,0 +1,486 @@
+//! The upload directory: random names, temp → fsync → rename → fsync-dir commits, metadata
+//! sidecars, and the in-memory index that `GET /files` is served from.
+//!
+//! Layout under `--dir`:
+//! - `<32 hex>.<ext>`: committed files, the only thing a listing ever shows;
+//! - `.pidrop/tmp/*.part`: files being received (same filesystem, so commit is a rename);
+//!   removed on every failure path by [`TempFile`]'s `Drop`, and at start-up;
+//! - `.pidrop/meta/<name>.meta`: metadata, made durable *before* its data file is renamed into
+//!   place, so a visible file always has metadata (a crash between the two leaves an orphan
+//!   `.meta`, which start-up removes).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{AppError, UploadError};
+
+/// Free space is re-checked after this many bytes are written to one file.
+const FREE_CHECK_EVERY: u64 = 16 << 20; // 16 MiB
+
+/// What pidrop knows of one stored file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub name: String,
+    pub original_name: String,
+    pub size: u64,
+    pub mime: String,
+    pub sha256: String,
+    /// Nanoseconds since the Unix epoch.
+    pub uploaded_at: u128,
+    pub fields: Vec<(String, String)>,
+}
+
+impl Meta {
+    pub fn uploaded_time(&self) -> SystemTime {
+        let nanos = u64::try_from(self.uploaded_at).unwrap_or(u64::MAX);
+        UNIX_EPOCH + Duration::from_nanos(nanos)
+    }
+}
+
+#[derive(Default)]
+struct Index {
+    by_time: BTreeMap<(u128, String), Arc<Meta>>,
+    by_name: HashMap<String, u128>,
+    bytes: u64,
+}
+
+impl Index {
+    fn insert(&mut self, m: Meta) {
+        self.bytes += m.size;
+        self.by_name.insert(m.name.clone(), m.uploaded_at);
+        self.by_time.insert((m.uploaded_at, m.name.clone()), Arc::new(m));
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Arc<Meta>> {
+        let t = self.by_name.remove(name)?;
+        let m = self.by_time.remove(&(t, name.to_string()))?;
+        self.bytes -= m.size;
+        Some(m)
+    }
+}
+
+/// The upload directory and its index.
+pub struct Store {
+    dir: PathBuf,
+    tmp: PathBuf,
+    meta: PathBuf,
+    min_free: u64,
+    index: RwLock<Index>,
+}
+
+/// A file being received. Deleted when dropped unless it was committed.
+pub struct TempFile {
+    path: PathBuf,
+    file: Option<File>,
+    hasher: Sha256,
+    size: u64,
+    unchecked: u64,
+    kept: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.file = None;
+            if let Err(e) = fs::remove_file(&self.path) {
+                log::warn!("could not remove {}: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+impl TempFile {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+/// A received, fsynced file waiting for its commit.
+pub struct Staged {
+    temp: TempFile,
+    pub meta: Meta,
+}
+
+/// 128 bits from the OS as 32 hex characters (never from a predictable generator).
+pub fn random_hex() -> io::Result<String> {
+    let mut bytes = [0u8; 16];
+    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether `name` is one of our stored names (32 hex, optional `.ext`): the only names the API
+/// accepts, so no request can name a path.
+pub fn is_stored_name(name: &str) -> bool {
+    let (stem, ext) = name.split_once('.').unwrap_or((name, ""));
+    stem.len() == 32
+        && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && ext.len() <= 16
+        && ext.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && (ext.is_empty() == !name.contains('.'))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Store {
+    /// Opens (creating if needed) the upload directory, removes stale temp files and orphan
+    /// metadata, and loads the index.
+    pub fn open(dir: &Path, min_free: u64) -> io::Result<Store> {
+        let tmp = dir.join(".pidrop").join("tmp");
+        let meta = dir.join(".pidrop").join("meta");
+        fs::create_dir_all(&tmp)?;
+        fs::create_dir_all(&meta)?;
+        let store = Store { dir: dir.to_path_buf(), tmp, meta, min_free, index: RwLock::new(Index::default()) };
+        store.clean_temp()?;
+        store.load()?;
+        Ok(store)
+    }
+
+    fn clean_temp(&self) -> io::Result<()> {
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.tmp)? {
+            let entry = entry?;
+            if fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            log::info!("removed {removed} unfinished upload(s) left by a crash");
+        }
+        Ok(())
+    }
+
+    fn load(&self) -> io::Result<()> {
+        let mut index = Index::default();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+            if !is_stored_name(&name) || !entry.file_type()?.is_file() {
+                continue;
+            }
+            let fs_meta = entry.metadata()?;
+            let meta = match self.read_meta(&name) {
+                Ok(m) if m.size == fs_meta.len() => m,
+                Ok(_) | Err(_) => {
+                    log::warn!("metadata of {name} is missing or damaged; listing it with what is known");
+                    let mtime = fs_meta.modified().unwrap_or(UNIX_EPOCH);
+                    Meta {
+                        original_name: name.clone(),
+                        size: fs_meta.len(),
+                        mime: "application/octet-stream".to_string(),
+                        sha256: String::new(),
+                        uploaded_at: mtime.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos(),
+                        fields: Vec::new(),
+                        name,
+                    }
+                }
+            };
+            index.insert(meta);
+        }
+        for entry in fs::read_dir(&self.meta)? {
+            let entry = entry?;
+            let file_name = entry.file_name();
+            let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".meta")) else {
+                let _ = fs::remove_file(entry.path()); // a temp .meta from a crash
+                continue;
+            };
+            if !index.by_name.contains_key(name) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        log::info!("{} file(s), {} bytes in {}", index.by_name.len(), index.bytes, self.dir.display());
+        if let Ok(mut idx) = self.index.write() {
+            *idx = index;
+        }
+        Ok(())
+    }
+
+    fn meta_path(&self, name: &str) -> PathBuf {
+        self.meta.join(format!("{name}.meta"))
+    }
+
+    fn read_meta(&self, name: &str) -> io::Result<Meta> {
+        let text = fs::read_to_string(self.meta_path(name))?;
+        decode_meta(name, &text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad metadata"))
+    }
+
+    /// Free bytes on the upload filesystem.
+    pub fn free_space(&self) -> io::Result<u64> {
+        crate::sys::free_space(&self.dir)
+    }
+
+    /// Refuses if storing `more` bytes would leave less than `--min-free`.
+    pub fn ensure_room(&self, more: u64) -> Result<(), AppError> {
+        let free = self.free_space().map_err(AppError::Storage)?;
+        if free.saturating_sub(more) < self.min_free {
+            return Err(UploadError::InsufficientStorage { free, min_free: self.min_free }.into());
+        }
+        Ok(())
+    }
+
+    /// A new temp file in the upload filesystem.
+    pub fn create_temp(&self) -> Result<TempFile, AppError> {
+        let path = self.tmp.join(format!("{}.part", random_hex().map_err(AppError::Storage)?));
+        let file = OpenOptions::new().write(true).create_new(true).open(&path).map_err(AppError::Storage)?;
+        Ok(TempFile { path, file: Some(file), hasher: Sha256::new(), size: 0, unchecked: 0, kept: false })
+    }
+
+    /// Appends to a temp file, hashing as it goes and re-checking free space now and then.
+    pub fn write(&self, temp: &mut TempFile, data: &[u8]) -> Result<(), AppError> {
+        let file = temp.file.as_mut().ok_or(AppError::Internal)?;
+        file.write_all(data).map_err(AppError::Storage)?;
+        temp.hasher.update(data);
+        temp.size += data.len() as u64;
+        temp.unchecked += data.len() as u64;
+        if temp.unchecked >= FREE_CHECK_EVERY {
+            temp.unchecked = 0;
+            self.ensure_room(0)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the temp file's bytes durable and fills in the metadata that depends on them.
+    pub fn stage(&self, mut temp: TempFile, original_name: String, mime: String, ext: &str) -> Result<Staged, AppError> {
+        let file = temp.file.take().ok_or(AppError::Internal)?;
+        file.sync_all().map_err(AppError::Storage)?;
+        drop(file);
+        let hex = random_hex().map_err(AppError::Storage)?;
+        let name = if ext.is_empty() { hex } else { format!("{hex}.{ext}") };
+        let sha256 = hex_digest(&std::mem::take(&mut temp.hasher).finalize());
+        let uploaded_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let meta = Meta { name, original_name, size: temp.size, mime, sha256, uploaded_at, fields: Vec::new() };
+        Ok(Staged { temp, meta })
+    }
+
+    /// Commits staged files: metadata durable first, then each data file renamed into place,
+    /// then the directory fsynced; only then are they listed. On error, nothing is listed and
+    /// every temp file is removed.
+    pub fn commit(&self, staged: Vec<Staged>) -> Result<Vec<Arc<Meta>>, AppError> {
+        if staged.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut written_meta = Vec::new();
+        let result = (|| -> io::Result<()> {
+            for s in &staged {
+                let final_path = self.meta_path(&s.meta.name);
+                let tmp_path = self.meta.join(format!("{}.meta.tmp", s.meta.name));
+                let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp_path)?;
+                f.write_all(encode_meta(&s.meta).as_bytes())?;
+                f.sync_all()?;
+                fs::rename(&tmp_path, &final_path)?;
+                written_meta.push(final_path);
+            }
+            sync_dir(&self.meta)?;
+            for s in &staged {
+                fs::rename(&s.temp.path, self.dir.join(&s.meta.name))?;
+            }
+            sync_dir(&self.dir)
+        })();
+        if let Err(e) = result {
+            for s in &staged {
+                let _ = fs::remove_file(self.dir.join(&s.meta.name));
+            }
+            for p in written_meta {
+                let _ = fs::remove_file(p);
+            }
+            return Err(AppError::Storage(e));
+        }
+        let mut out = Vec::with_capacity(staged.len());
+        let mut index = self.index.write().map_err(|_| AppError::Internal)?;
+        for mut s in staged {
+            s.temp.kept = true;
+            index.insert(s.meta.clone());
+            out.push(Arc::new(s.meta));
+        }
+        Ok(out)
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Meta>> {
+        let index = self.index.read().ok()?;
+        let t = index.by_name.get(name)?;
+        index.by_time.get(&(*t, name.to_string())).cloned()
+    }
+
+    pub fn path_of(&self, meta: &Meta) -> PathBuf {
+        self.dir.join(&meta.name)
+    }
+
+    /// Newest first, `limit` at most, after `cursor` (from a previous page).
+    pub fn list(&self, cursor: Option<&str>, limit: usize) -> (Vec<Arc<Meta>>, Option<String>) {
+        let Ok(index) = self.index.read() else { return (Vec::new(), None) };
+        let upper = cursor.and_then(parse_cursor);
+        let iter: Box<dyn Iterator<Item = (&(u128, String), &Arc<Meta>)>> = match upper {
+            Some(key) => Box::new(index.by_time.range(..key).rev()),
+            None => Box::new(index.by_time.iter().rev()),
+        };
+        let page: Vec<Arc<Meta>> = iter.take(limit + 1).map(|(_, m)| m.clone()).collect();
+        if page.len() > limit {
+            let last = &page[limit - 1];
+            let next = format!("{}-{}", last.uploaded_at, last.name);
+            (page[..limit].to_vec(), Some(next))
+        } else {
+            (page, None)
+        }
+    }
+
+    /// Removes a file and its metadata. `Ok(false)` if there was no such file.
+    pub fn delete(&self, name: &str) -> Result<bool, AppError> {
+        let removed = self.index.write().map_err(|_| AppError::Internal)?.remove(name);
+        let Some(meta) = removed else { return Ok(false) };
+        fs::remove_file(self.dir.join(&meta.name)).map_err(AppError::Storage)?;
+        let _ = fs::remove_file(self.meta_path(&meta.name));
+        sync_dir(&self.dir).map_err(AppError::Storage)?;
+        Ok(true)
+    }
+
+    /// (files, bytes) in the index.
+    pub fn totals(&self) -> (u64, u64) {
+        self.index.read().map(|i| (i.by_name.len() as u64, i.bytes)).unwrap_or((0, 0))
+    }
+
+    /// Whether a file can be created in the temp directory right now.
+    pub fn writable(&self) -> Result<(), String> {
+        let probe = self.tmp.join(".probe");
+        let r = File::create(&probe).and_then(|mut f| f.write_all(b"ok"));
+        let _ = fs::remove_file(&probe);
+        r.map_err(|e| e.to_string())
+    }
+}
+
+fn parse_cursor(c: &str) -> Option<(u128, String)> {
+    let (t, name) = c.split_once('-')?;
+    Some((t.parse().ok()?, name.to_string()))
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+const META_MAGIC: &str = "pidrop-meta 1";
+
+/// Metadata as lines of `key<TAB>value` (fields: `field<TAB>key<TAB>value`), escaped.
+fn encode_meta(m: &Meta) -> String {
+    let mut s = format!(
+        "{META_MAGIC}\noriginal_name\t{}\nsize\t{}\ntype\t{}\nsha256\t{}\nuploaded_at\t{}\n",
+        escape(&m.original_name),
+        m.size,
+        escape(&m.mime),
+        m.sha256,
+        m.uploaded_at
+    );
+    for (k, v) in &m.fields {
+        s.push_str(&format!("field\t{}\t{}\n", escape(k), escape(v)));
+    }
+    s.push_str("end\n");
+    s
+}
+
+fn decode_meta(name: &str, text: &str) -> Option<Meta> {
+    let mut lines = text.lines();
+    if lines.next()? != META_MAGIC {
+        return None;
+    }
+    let mut m = Meta {
+        name: name.to_string(),
+        original_name: String::new(),
+        size: 0,
+        mime: String::new(),
+        sha256: String::new(),
+        uploaded_at: 0,
+        fields: Vec::new(),
+    };
+    let mut complete = false;
+    for line in lines {
+        let mut parts = line.splitn(3, '\t');
+        match (parts.next()?, parts.next(), parts.next()) {
+            ("original_name", Some(v), None) => m.original_name = unescape(v),
+            ("size", Some(v), None) => m.size = v.parse().ok()?,
+            ("type", Some(v), None) => m.mime = unescape(v),
+            ("sha256", Some(v), None) => m.sha256 = v.to_string(),
+            ("uploaded_at", Some(v), None) => m.uploaded_at = v.parse().ok()?,
+            ("field", Some(k), Some(v)) => m.fields.push((unescape(k), unescape(v))),
+            ("end", None, None) => complete = true,
+            _ => return None,
+        }
+    }
+    complete.then_some(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_round_trips_and_damage_is_detected() {
+        let m = Meta {
+            name: "0123456789abcdef0123456789abcdef.jpg".into(),
+            original_name: "tab\there\nnew\\line ü.jpg".into(),
+            size: 5_000_000_000,
+            mime: "image/jpeg".into(),
+            sha256: "ab".repeat(32),
+            uploaded_at: 1_763_700_000_123_456_789,
+            fields: vec![("user_id".into(), "12345".into()), ("note".into(), "a\tb\nc".into())],
+        };
+        let text = encode_meta(&m);
+        assert_eq!(decode_meta(&m.name, &text), Some(m.clone()));
+        // Truncated (no end line) or garbage: damaged.
+        assert_eq!(decode_meta(&m.name, &text[..text.len() - 4]), None);
+        assert_eq!(decode_meta(&m.name, "garbage"), None);
+        assert_eq!(decode_meta(&m.name, &text.replace("size\t5000000000", "size\tx")), None);
+    }
+
+    #[test]
+    fn stored_names() {
+        assert!(is_stored_name("0123456789abcdef0123456789abcdef.jpg"));
+        assert!(is_stored_name("0123456789abcdef0123456789abcdef"));
+        for bad in ["../etc/passwd", "0123456789abcdef0123456789abcdef.", "0123456789ABCDEF0123456789abcdef.jpg",
+            "0123456789abcdef0123456789abcde.jpg", "0123456789abcdef0123456789abcdef.j/g", ".pidrop",
+            "0123456789abcdef0123456789abcdef.jpg.meta", ""] {
+            assert!(!is_stored_name(bad), "{bad}");
+        }
+        let a = random_hex().expect("urandom");
+        let b = random_hex().expect("urandom");
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,109 @@
+//! The few operating-system calls std does not offer: free space (`statvfs`), waiting for
+//! SIGTERM/SIGINT (`pthread_sigmask` + `sigwait`), and systemd readiness (`sd_notify`, which
+//! needs no call at all: a datagram to `$NOTIFY_SOCKET`).
+//!
+//! The unsafe code is confined here, each block a single libc call on memory we own.
+#![allow(unsafe_code, reason = "libc calls for statvfs and signal masks; each block is one call")]
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+
+/// Bytes available to unprivileged users on the filesystem holding `path`.
+pub fn free_space(path: &Path) -> io::Result<u64> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated string and `st` is a properly sized out-parameter.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast, reason = "the field types differ between 32- and 64-bit targets")]
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+fn term_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise and fill the set we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        set
+    }
+}
+
+/// Blocks SIGTERM and SIGINT in this thread and every thread it spawns afterwards, so that only
+/// `wait_for_termination` receives them. Call before spawning any thread.
+pub fn block_termination_signals() -> io::Result<()> {
+    let set = term_signals();
+    // SAFETY: `set` is initialised; the old mask is not needed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // A closed socket must give EPIPE, not kill the process.
+    // SAFETY: setting SIGPIPE to ignored is always valid.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT; returns its number.
+pub fn wait_for_termination() -> i32 {
+    let set = term_signals();
+    let mut sig: libc::c_int = 0;
+    loop {
+        // SAFETY: `set` is initialised and `sig` is a valid out-parameter.
+        let rc = unsafe { libc::sigwait(&set, &mut sig) };
+        if rc == 0 {
+            return sig;
+        }
+    }
+}
+
+/// Tells systemd about our state (`READY=1`, `STOPPING=1`) when run as `Type=notify`.
+/// Without `$NOTIFY_SOCKET` it does nothing.
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Ok(sock) = UnixDatagram::unbound() else { return };
+    let bytes = path.as_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+    } else {
+        sock.send_to(state.as_bytes(), Path::new(&path))
+    };
+    if let Err(e) = sent {
+        log::warn!("sd_notify({state}) failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_space_of_a_real_directory() {
+        let free = free_space(Path::new(".")).expect("statvfs works on the cwd");
+        assert!(free > 0);
+        assert!(free_space(Path::new("/no/such/dir")).is_err());
+    }
+
+    #[test]
+    fn notify_reaches_a_socket() {
+        let dir = std::env::temp_dir().join(format!("pidrop-notify-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let server = UnixDatagram::bind(&dir).expect("bind");
+        // Only this test reads NOTIFY_SOCKET.
+        std::env::set_var("NOTIFY_SOCKET", &dir);
+        sd_notify("READY=1");
+        std::env::remove_var("NOTIFY_SOCKET");
+        let mut buf = [0u8; 64];
+        let n = server.recv(&mut buf).expect("datagram");
+        assert_eq!(&buf[..n], b"READY=1");
+        let _ = std::fs::remove_file(&dir);
+    }
+}

@@ -1,0 +1,257 @@
+//! One upload, one straight path: head checks (type, declared size, free space) before the body
+//! is touched — so `100 Continue` is never sent for a request we refuse — then one 8 KiB buffer
+//! carries each file from the socket into a temp file, validated on its first bytes, and the
+//! request's files are committed together once the body has ended properly.
+//!
+//! A request is all or nothing for durability: a body that breaks off (disconnect, malformed
+//! multipart, disk full) leaves no file behind. Individual files may still be refused (type,
+//! size, name) while the others are stored; those refusals are reported under `errors`.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::error::{AppError, MultipartError, UploadError};
+use crate::http::{body_error, Request};
+use crate::multipart::{self, disposition::percent_decode, Event, Multipart, ParseError};
+use crate::storage::{Meta, Staged, Store, TempFile};
+use crate::validate::{self, SNIFF_LEN};
+
+/// What one request stored and refused.
+pub struct Outcome {
+    pub stored: Vec<Arc<Meta>>,
+    pub refused: Vec<(String, AppError)>,
+    pub fields: Vec<(String, String)>,
+}
+
+/// A file part on its way in: sniffing its first bytes, then streaming to a temp file.
+struct Incoming {
+    original: String,
+    ext: String,
+    mime: Option<String>,
+    temp: Option<TempFile>,
+    size: u64,
+}
+
+enum Current {
+    None,
+    /// Refused or empty: its data is read and dropped.
+    Skip,
+    File(Box<Incoming>),
+    Field { name: String, value: Vec<u8> },
+}
+
+/// Checks that need only the head: declared size against the limit and the free space.
+fn precheck(cfg: &Config, store: &Store, declared: Option<u64>, limit: u64, whole_request: bool) -> Result<(), AppError> {
+    if let Some(n) = declared {
+        if n > limit {
+            return Err(if whole_request {
+                UploadError::RequestTooLarge { limit }.into()
+            } else {
+                UploadError::TooLarge { limit }.into()
+            });
+        }
+        let _ = cfg;
+        store.ensure_room(n)?;
+    } else {
+        store.ensure_room(0)?;
+    }
+    Ok(())
+}
+
+/// `POST /upload`, multipart/form-data.
+pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<Outcome, AppError> {
+    let ctype = req.header("content-type").unwrap_or("");
+    let boundary = multipart::boundary(ctype)?;
+    precheck(cfg, store, req.body.declared_len(), cfg.max_request, true)?;
+    let mut parser = Multipart::new(&mut req.body, &boundary, multipart::BUFFER_SIZE, cfg.max_parts);
+    let mut sniff: Vec<u8> = Vec::with_capacity(SNIFF_LEN);
+    let mut current = Current::None;
+    let mut staged: Vec<Staged> = Vec::new();
+    let mut refused: Vec<(String, AppError)> = Vec::new();
+    let mut fields: Vec<(String, String)> = Vec::new();
+    loop {
+        if parser.get_ref().bytes_read() > cfg.max_request {
+            return Err(UploadError::RequestTooLarge { limit: cfg.max_request }.into());
+        }
+        let event = match parser.next_event() {
+            Ok(e) => e,
+            Err(ParseError::Format(e)) => return Err(e.into()),
+            Err(ParseError::Io(e)) => return Err(body_error(e).into()),
+        };
+        match event {
+            Event::End => break,
+            Event::Part(head) => {
+                current = match head.filename {
+                    // An empty file input: browsers send `filename=""` and no data.
+                    Some(raw) if raw.is_empty() => Current::Skip,
+                    Some(raw) => match begin_file(cfg, &raw) {
+                        Ok(inc) => {
+                            sniff.clear();
+                            Current::File(Box::new(inc))
+                        }
+                        Err((name, e)) => {
+                            refused.push((name, e));
+                            Current::Skip
+                        }
+                    },
+                    None => Current::Field { name: head.name, value: Vec::new() },
+                };
+            }
+            Event::Data(data) => match &mut current {
+                Current::File(inc) => {
+                    if let Err(e) = file_data(cfg, store, inc, &mut sniff, data) {
+                        if matches!(e, AppError::Upload(UploadError::InsufficientStorage { .. }) | AppError::Storage(_)) {
+                            return Err(e); // the disk is the problem: stop the whole request
+                        }
+                        refused.push((inc.original.clone(), e));
+                        current = Current::Skip; // drops the temp file
+                    }
+                }
+                Current::Field { value, .. } => {
+                    if (value.len() + data.len()) as u64 > cfg.max_field {
+                        return Err(MultipartError::FieldTooLarge { limit: cfg.max_field }.into());
+                    }
+                    value.extend_from_slice(data);
+                }
+                Current::Skip | Current::None => {}
+            },
+            Event::PartEnd => match std::mem::replace(&mut current, Current::None) {
+                Current::File(mut inc) => {
+                    let finished = finish_validation(cfg, store, &mut inc, &sniff)
+                        .and_then(|_| stage(store, *inc));
+                    match finished {
+                        Ok(s) => staged.push(s),
+                        Err((name, e)) => {
+                            if matches!(e, AppError::Storage(_) | AppError::Upload(UploadError::InsufficientStorage { .. })) {
+                                return Err(e);
+                            }
+                            refused.push((name, e));
+                        }
+                    }
+                }
+                Current::Field { name, value } => {
+                    fields.push((name, String::from_utf8_lossy(&value).into_owned()));
+                }
+                Current::Skip | Current::None => {}
+            },
+        }
+    }
+    for s in &mut staged {
+        s.meta.fields = fields.clone();
+    }
+    let stored = store.commit(staged)?;
+    Ok(Outcome { stored, refused, fields })
+}
+
+fn begin_file(cfg: &Config, raw: &str) -> Result<Incoming, (String, AppError)> {
+    let original = validate::original_name(raw).ok_or_else(|| (raw.to_string(), UploadError::BadName.into()))?;
+    let ext = validate::extension(&original);
+    if !cfg.allow.allows(&ext) {
+        return Err((original, UploadError::TypeNotAllowed { extension: ext }.into()));
+    }
+    Ok(Incoming { original, ext, mime: None, temp: None, size: 0 })
+}
+
+/// Takes one slice of a file's data: sniff first, then validate, then write.
+fn file_data(cfg: &Config, store: &Store, inc: &mut Incoming, sniff: &mut Vec<u8>, mut data: &[u8]) -> Result<(), AppError> {
+    inc.size += data.len() as u64;
+    if inc.size > cfg.max_size {
+        return Err(UploadError::TooLarge { limit: cfg.max_size }.into());
+    }
+    if inc.temp.is_none() {
+        let take = (SNIFF_LEN - sniff.len()).min(data.len());
+        sniff.extend_from_slice(&data[..take]);
+        data = &data[take..];
+        if sniff.len() < SNIFF_LEN {
+            return Ok(());
+        }
+        open_validated(cfg, store, inc, sniff)?;
+    }
+    if let Some(temp) = inc.temp.as_mut() {
+        if !data.is_empty() {
+            store.write(temp, data)?;
+        }
+    }
+    Ok(())
+}
+
+/// Validates the first bytes; only then is a temp file created and they are written.
+fn open_validated(cfg: &Config, store: &Store, inc: &mut Incoming, sniff: &[u8]) -> Result<(), AppError> {
+    let mime = validate::check(&cfg.allow, &inc.ext, sniff)?;
+    store.ensure_room(0)?;
+    let mut temp = store.create_temp()?;
+    store.write(&mut temp, sniff)?;
+    inc.mime = Some(mime);
+    inc.temp = Some(temp);
+    Ok(())
+}
+
+fn finish_validation(cfg: &Config, store: &Store, inc: &mut Incoming, sniff: &[u8]) -> Result<(), (String, AppError)> {
+    if inc.temp.is_none() {
+        open_validated(cfg, store, inc, sniff).map_err(|e| (inc.original.clone(), e))?;
+    }
+    Ok(())
+}
+
+fn stage(store: &Store, inc: Incoming) -> Result<Staged, (String, AppError)> {
+    let Incoming { original, ext, mime, temp, .. } = inc;
+    let temp = temp.ok_or_else(|| (original.clone(), AppError::Internal))?;
+    let mime = mime.unwrap_or_else(|| "application/octet-stream".to_string());
+    store.stage(temp, original.clone(), mime, &ext).map_err(|e| (original, e))
+}
+
+/// `PUT /upload/<name>`: the raw body is the file.
+pub fn put(cfg: &Config, store: &Store, req: &mut Request<'_>, raw_name: &str) -> Result<Arc<Meta>, AppError> {
+    let decoded = percent_decode(raw_name.as_bytes()).ok_or(UploadError::BadName)?;
+    let original = validate::original_name(&String::from_utf8_lossy(&decoded)).ok_or(UploadError::BadName)?;
+    let ext = validate::extension(&original);
+    if !cfg.allow.allows(&ext) {
+        return Err(UploadError::TypeNotAllowed { extension: ext }.into());
+    }
+    precheck(cfg, store, req.body.declared_len(), cfg.max_size, false)?;
+    let fields = query_fields(req.head.query.as_deref());
+    let mut buf = vec![0u8; multipart::BUFFER_SIZE];
+    // Fill the buffer once (or to the end of a short body) for the content check.
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = req.body.read(&mut buf[filled..]).map_err(body_error)?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    let mime = validate::check(&cfg.allow, &ext, &buf[..filled])?;
+    let mut temp = store.create_temp()?;
+    store.write(&mut temp, &buf[..filled])?;
+    loop {
+        let n = req.body.read(&mut buf).map_err(body_error)?;
+        if n == 0 {
+            break;
+        }
+        if temp.size() + n as u64 > cfg.max_size {
+            return Err(UploadError::TooLarge { limit: cfg.max_size }.into());
+        }
+        store.write(&mut temp, &buf[..n])?;
+    }
+    let mut staged = store.stage(temp, original, mime, &ext)?;
+    staged.meta.fields = fields;
+    store.commit(vec![staged])?.pop().ok_or(AppError::Internal)
+}
+
+/// `a=1&b=two%20words` as metadata fields (for PUT, which has no form parts).
+pub fn query_fields(query: Option<&str>) -> Vec<(String, String)> {
+    let Some(q) = query else { return Vec::new() };
+    let decode = |s: &str| {
+        let plus = s.replace('+', " ");
+        percent_decode(plus.as_bytes()).map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .take(64)
+        .filter_map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Some((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
