@@ -62,6 +62,12 @@ impl App {
         let path = req.path().to_string();
         let method = req.method().to_string();
         let read = method == "GET" || method == "HEAD";
+        // Debug builds only: lets the integration tests prove a panic answers 500 and the
+        // worker lives on. Release builds do not have this route.
+        #[cfg(debug_assertions)]
+        if path == "/debug/panic" {
+            panic!("panic requested by /debug/panic");
+        }
         match path.as_str() {
             "/" | "/index.html" if read => Ok(assets::page("index.html")),
             "/" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),

@@ -183,7 +183,7 @@ fn claim(shared: &Arc<Shared>, ip: IpAddr) -> Option<ClientSlot> {
 
 /// A fast answer from the acceptor thread, which must never block on a client.
 fn refuse(shared: &Shared, stream: TcpStream, err: &AppError) {
-    log::warn!("refused a connection: {err}");
+    log::warn!("refused a connection from {}: {err}", stream.peer_addr().map(|a| a.to_string()).unwrap_or_default());
     let _ = stream.set_nonblocking(true);
     // Drain what the client already sent, so closing does not reset before it reads our answer.
     let mut scratch = [0u8; 4096];

@@ -1,0 +1,6 @@
+//! Integration tests: the real binary on 127.0.0.1, real sockets, real files.
+//! One test binary; modules by subject; the harness is shared, not copied.
+
+mod harness;
+mod http_core;
+mod uploads;
