@@ -17,9 +17,21 @@ pub const PAGE_HEADERS: &[(&str, &str)] = &[
 ];
 
 const FILES: &[(&str, &str, &[u8])] = &[
-    ("index.html", "text/html; charset=utf-8", include_bytes!("../static/index.html")),
-    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../static/app.js")),
-    ("style.css", "text/css; charset=utf-8", include_bytes!("../static/style.css")),
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../static/index.html"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../static/app.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../static/style.css"),
+    ),
 ];
 
 /// A static asset by name, or `None`.

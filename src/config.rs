@@ -61,7 +61,11 @@ pub struct Config {
 pub enum ConfigError {
     UnknownFlag(String),
     MissingValue(String),
-    Invalid { name: &'static str, value: String, why: &'static str },
+    Invalid {
+        name: &'static str,
+        value: String,
+        why: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -89,7 +93,10 @@ pub fn help() -> String {
     );
     for st in SETTINGS {
         let env = env_name(st.name);
-        s.push_str(&format!("  --{:<18} {}\n  {:<20} [default: {}] [env: {}]\n", st.name, st.help, "", st.default, env));
+        s.push_str(&format!(
+            "  --{:<18} {}\n  {:<20} [default: {}] [env: {}]\n",
+            st.name, st.help, "", st.default, env
+        ));
     }
     s.push_str("  --help               this text\n  --version            the version\n");
     s
@@ -127,17 +134,25 @@ where
             .ok_or_else(|| ConfigError::UnknownFlag(arg.clone()))?;
         let value = match inline {
             Some(v) => v,
-            None => it.next().ok_or_else(|| ConfigError::MissingValue(name.to_string()))?,
+            None => it
+                .next()
+                .ok_or_else(|| ConfigError::MissingValue(name.to_string()))?,
         };
         values[idx] = Some(value);
     }
     let get = |name: &'static str| -> (&'static str, String) {
         let i = SETTINGS.iter().position(|s| s.name == name).unwrap_or(0);
-        (name, values[i].clone().unwrap_or_else(|| SETTINGS[i].default.to_string()))
+        (
+            name,
+            values[i]
+                .clone()
+                .unwrap_or_else(|| SETTINGS[i].default.to_string()),
+        )
     };
     let listen = {
         let (n, v) = get("listen");
-        v.parse::<SocketAddr>().map_err(|_| invalid(n, &v, "expected ADDR:PORT, e.g. 0.0.0.0:8080"))?
+        v.parse::<SocketAddr>()
+            .map_err(|_| invalid(n, &v, "expected ADDR:PORT, e.g. 0.0.0.0:8080"))?
     };
     let size = |name| {
         let (n, v) = get(name);
@@ -161,13 +176,22 @@ where
     }
     let allow = {
         let (n, v) = get("allow");
-        AllowList::parse(&v).ok_or_else(|| invalid(n, &v, "expected extensions like jpg,png or '*' or 'default'"))?
+        AllowList::parse(&v).ok_or_else(|| {
+            invalid(
+                n,
+                &v,
+                "expected extensions like jpg,png or '*' or 'default'",
+            )
+        })?
     };
     let server = ServerConfig {
         workers: count("workers")?,
         queue: count("queue")?,
         per_client: count("per-client")?,
-        head: HeadLimits { max_head: max_head as usize, max_headers: count("max-headers")? },
+        head: HeadLimits {
+            max_head: usize::try_from(max_head).unwrap_or(1 << 20),
+            max_headers: count("max-headers")?,
+        },
         header_timeout: duration("header-timeout")?,
         body_timeout: duration("body-timeout")?,
         keepalive_timeout: duration("keepalive-timeout")?,
@@ -175,7 +199,12 @@ where
         shutdown_timeout: duration("shutdown-timeout")?,
         discard_limit: 64 << 10,
     };
-    let origins = get("origins").1.split(',').map(|s| s.trim().trim_end_matches('/').to_string()).filter(|s| !s.is_empty()).collect();
+    let origins = get("origins")
+        .1
+        .split(',')
+        .map(|s| s.trim().trim_end_matches('/').to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     let max_size = size("max-size")?;
     if max_size == 0 {
         return Err(invalid("max-size", "0", "must be more than 0"));
@@ -196,7 +225,11 @@ where
 }
 
 fn invalid(name: &'static str, value: &str, why: &'static str) -> ConfigError {
-    ConfigError::Invalid { name, value: value.to_string(), why }
+    ConfigError::Invalid {
+        name,
+        value: value.to_string(),
+        why,
+    }
 }
 
 /// `123`, `64K`, `512M`, `4G`, `1T`, also `4GiB`/`4GB` (all powers of 1024).
@@ -238,7 +271,10 @@ mod tests {
     use super::*;
 
     fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         match parse(args.iter().map(|s| s.to_string()), |k| {
             env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
         })? {
@@ -258,8 +294,11 @@ mod tests {
 
     #[test]
     fn flags_beat_environment() {
-        let c = run(&["--max-size", "4G", "--dir=/mnt/usb"], &[("PIDROP_MAX_SIZE", "1M"), ("PIDROP_MIN_FREE", "1G")])
-            .expect("valid");
+        let c = run(
+            &["--max-size", "4G", "--dir=/mnt/usb"],
+            &[("PIDROP_MAX_SIZE", "1M"), ("PIDROP_MIN_FREE", "1G")],
+        )
+        .expect("valid");
         assert_eq!(c.max_size, 4 << 30);
         assert_eq!(c.min_free, 1 << 30);
         assert_eq!(c.dir, PathBuf::from("/mnt/usb"));
@@ -267,11 +306,29 @@ mod tests {
 
     #[test]
     fn bad_values_say_what_is_wrong() {
-        assert!(matches!(run(&["--max-size", "lots"], &[]), Err(ConfigError::Invalid { name: "max-size", .. })));
-        assert!(matches!(run(&["--nope"], &[]), Err(ConfigError::UnknownFlag(_))));
-        assert!(matches!(run(&["--dir"], &[]), Err(ConfigError::MissingValue(_))));
-        assert!(matches!(run(&["--workers", "0"], &[]), Err(ConfigError::Invalid { .. })));
-        assert!(matches!(run(&["--listen", "8080"], &[]), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(
+            run(&["--max-size", "lots"], &[]),
+            Err(ConfigError::Invalid {
+                name: "max-size",
+                ..
+            })
+        ));
+        assert!(matches!(
+            run(&["--nope"], &[]),
+            Err(ConfigError::UnknownFlag(_))
+        ));
+        assert!(matches!(
+            run(&["--dir"], &[]),
+            Err(ConfigError::MissingValue(_))
+        ));
+        assert!(matches!(
+            run(&["--workers", "0"], &[]),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            run(&["--listen", "8080"], &[]),
+            Err(ConfigError::Invalid { .. })
+        ));
     }
 
     #[test]

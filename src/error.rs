@@ -13,8 +13,12 @@ use std::io;
 pub enum HttpError {
     /// Malformed request head or framing; the text says what.
     BadRequest(&'static str),
-    UriTooLong { limit: u64 },
-    HeadersTooLarge { limit: u64 },
+    UriTooLong {
+        limit: u64,
+    },
+    HeadersTooLarge {
+        limit: u64,
+    },
     /// The head did not arrive within the header deadline, or a body read idled too long.
     Timeout,
     /// A Transfer-Encoding other than exactly `chunked`.
@@ -35,9 +39,15 @@ pub enum MultipartError {
     /// The body does not follow RFC 7578 / RFC 2046; the text says where.
     Malformed(&'static str),
     /// A part's header block is larger than the buffer.
-    PartHeadersTooLarge { limit: u64 },
-    TooManyParts { limit: u64 },
-    FieldTooLarge { limit: u64 },
+    PartHeadersTooLarge {
+        limit: u64,
+    },
+    TooManyParts {
+        limit: u64,
+    },
+    FieldTooLarge {
+        limit: u64,
+    },
     /// base64 / quoted-printable part encodings (deprecated by RFC 7578) are refused, not stored.
     UnsupportedEncoding,
     /// The body ended before the closing boundary.
@@ -47,15 +57,29 @@ pub enum MultipartError {
 /// Why one uploaded file was refused or could not be stored.
 #[derive(Debug)]
 pub enum UploadError {
-    TooLarge { limit: u64 },
-    RequestTooLarge { limit: u64 },
-    TypeNotAllowed { extension: String },
-    ContentMismatch { extension: String, detected: String },
-    NotText { extension: String },
+    TooLarge {
+        limit: u64,
+    },
+    RequestTooLarge {
+        limit: u64,
+    },
+    TypeNotAllowed {
+        extension: String,
+    },
+    ContentMismatch {
+        extension: String,
+        detected: String,
+    },
+    NotText {
+        extension: String,
+    },
     BadName,
     /// The request carried no file at all.
     NoFile,
-    InsufficientStorage { free: u64, min_free: u64 },
+    InsufficientStorage {
+        free: u64,
+        min_free: u64,
+    },
 }
 
 /// Everything a request can fail with.
@@ -65,7 +89,9 @@ pub enum AppError {
     Multipart(MultipartError),
     Upload(UploadError),
     NotFound,
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     /// A state-changing request from a foreign origin (CSRF).
     ForbiddenOrigin,
     /// A filesystem failure that is not the client's fault.
@@ -73,7 +99,9 @@ pub enum AppError {
     /// Every worker is busy and the queue is full.
     Busy,
     /// One client address holds too many connections already.
-    TooManyConnections { limit: u64 },
+    TooManyConnections {
+        limit: u64,
+    },
     /// A bug: a panic in a handler.
     Internal,
 }
@@ -163,7 +191,6 @@ impl AppError {
             _ => None,
         }
     }
-
 }
 
 fn is_no_space(e: &io::Error) -> bool {
@@ -210,7 +237,10 @@ impl fmt::Display for MultipartError {
                 "Content-Transfer-Encoding is not supported in multipart/form-data (RFC 7578)"
             ),
             MultipartError::Truncated => {
-                write!(f, "the upload ended before its closing boundary; nothing was kept")
+                write!(
+                    f,
+                    "the upload ended before its closing boundary; nothing was kept"
+                )
             }
         }
     }
@@ -220,10 +250,18 @@ impl fmt::Display for UploadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UploadError::TooLarge { limit } => {
-                write!(f, "the file is larger than the limit of {}", human_size(*limit))
+                write!(
+                    f,
+                    "the file is larger than the limit of {}",
+                    human_size(*limit)
+                )
             }
             UploadError::RequestTooLarge { limit } => {
-                write!(f, "the upload is larger than the limit of {}", human_size(*limit))
+                write!(
+                    f,
+                    "the upload is larger than the limit of {}",
+                    human_size(*limit)
+                )
             }
             UploadError::TypeNotAllowed { extension } if extension.is_empty() => {
                 write!(f, "files without an extension are not allowed here")
@@ -231,12 +269,18 @@ impl fmt::Display for UploadError {
             UploadError::TypeNotAllowed { extension } => {
                 write!(f, "files of type .{extension} are not allowed here")
             }
-            UploadError::ContentMismatch { extension, detected } => write!(
+            UploadError::ContentMismatch {
+                extension,
+                detected,
+            } => write!(
                 f,
                 "the file is named .{extension} but its content is {detected}; it was refused"
             ),
             UploadError::NotText { extension } => {
-                write!(f, "the file is named .{extension} but its content is not text")
+                write!(
+                    f,
+                    "the file is named .{extension} but its content is not text"
+                )
             }
             UploadError::BadName => write!(f, "the file name is empty or invalid"),
             UploadError::NoFile => write!(f, "the request contained no file"),
@@ -261,7 +305,10 @@ impl fmt::Display for AppError {
                 write!(f, "this method is not allowed here (allowed: {allow})")
             }
             AppError::ForbiddenOrigin => {
-                write!(f, "requests from another site are not allowed (Origin check)")
+                write!(
+                    f,
+                    "requests from another site are not allowed (Origin check)"
+                )
             }
             AppError::Storage(e) if is_no_space(e) => write!(f, "the server's disk is full"),
             AppError::Storage(e) => write!(f, "the server could not store the file: {e}"),

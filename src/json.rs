@@ -35,7 +35,10 @@ impl Default for Obj {
 
 impl Obj {
     pub fn new() -> Obj {
-        Obj { out: String::from("{"), empty: true }
+        Obj {
+            out: String::from("{"),
+            empty: true,
+        }
     }
 
     fn key(&mut self, k: &str) {
@@ -94,7 +97,10 @@ pub fn array<I: IntoIterator<Item = String>>(items: I) -> String {
 
 /// `{"k":"v",…}` from string pairs.
 pub fn string_map<'a, I: IntoIterator<Item = (&'a str, &'a str)>>(pairs: I) -> String {
-    pairs.into_iter().fold(Obj::new(), |o, (k, v)| o.str(k, v)).finish()
+    pairs
+        .into_iter()
+        .fold(Obj::new(), |o, (k, v)| o.str(k, v))
+        .finish()
 }
 
 #[cfg(test)]
@@ -106,7 +112,12 @@ mod tests {
         let mut s = String::new();
         string_into(&mut s, "a\"b\\c\nd\u{1}<img>é");
         assert_eq!(s, r#""a\"b\\c\nd\u0001\u003cimg>é""#);
-        let o = Obj::new().str("x", "1").num("n", 5).opt_str("t", None).raw("a", &array(vec!["1".into(), "2".into()])).finish();
+        let o = Obj::new()
+            .str("x", "1")
+            .num("n", 5)
+            .opt_str("t", None)
+            .raw("a", &array(vec!["1".into(), "2".into()]))
+            .finish();
         assert_eq!(o, r#"{"x":"1","n":5,"t":null,"a":[1,2]}"#);
         assert_eq!(string_map([("k", "v")]), r#"{"k":"v"}"#);
     }

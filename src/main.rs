@@ -63,11 +63,16 @@ fn run(cfg: config::Config) -> Result<(), String> {
     sys::block_termination_signals().map_err(|e| format!("cannot set up signals: {e}"))?;
     let store = storage::Store::open(&cfg.dir, cfg.min_free)
         .map_err(|e| format!("cannot use upload directory {}: {e}", cfg.dir.display()))?;
-    let listener = TcpListener::bind(cfg.listen).map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let listener = TcpListener::bind(cfg.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     announce(bound);
     let server_cfg = cfg.server.clone();
-    let app = Arc::new(App { cfg, store, started: Instant::now() });
+    let app = Arc::new(App {
+        cfg,
+        store,
+        started: Instant::now(),
+    });
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_thread(stop.clone(), bound)?;
     sys::sd_notify("READY=1");
@@ -85,7 +90,10 @@ fn announce(bound: SocketAddr) {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         let host = host.trim();
         if !host.is_empty() {
-            log::info!("open http://{host}.local:{} from a phone or laptop on this network", bound.port());
+            log::info!(
+                "open http://{host}.local:{} from a phone or laptop on this network",
+                bound.port()
+            );
         }
     }
 }
@@ -101,7 +109,11 @@ fn spawn_signal_thread(stop: Arc<AtomicBool>, bound: SocketAddr) -> Result<(), S
             // Wake the acceptor, which is blocked in accept().
             let mut wake = bound;
             if wake.ip().is_unspecified() {
-                wake.set_ip(if bound.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+                wake.set_ip(if bound.is_ipv4() {
+                    [127, 0, 0, 1].into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                });
             }
             let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
         })

@@ -40,7 +40,9 @@ impl Service for App {
 
 /// The one mapping from an error to what the client sees: JSON with a code and a sentence.
 pub fn error_response(e: &AppError) -> Response {
-    let mut inner = Obj::new().str("code", e.code()).str("message", &e.to_string());
+    let mut inner = Obj::new()
+        .str("code", e.code())
+        .str("message", &e.to_string());
     if let Some(limit) = e.limit() {
         inner = inner.num("limit", limit);
     }
@@ -81,7 +83,11 @@ impl App {
                 self.check_origin(req)?;
                 let html = wants_html(req);
                 let outcome = upload::multipart(&self.cfg, &self.store, req)?;
-                Ok(if html { outcome_page(&outcome) } else { outcome_json(&outcome) })
+                Ok(if html {
+                    outcome_page(&outcome)
+                } else {
+                    outcome_json(&outcome)
+                })
             }
             "/upload" => Err(AppError::MethodNotAllowed { allow: "POST" }),
             p if p.starts_with("/upload/") => {
@@ -95,7 +101,11 @@ impl App {
                 }
                 let meta = upload::put(&self.cfg, &self.store, req, name)?;
                 let url = file_url(&meta);
-                let out = Outcome { stored: vec![meta], refused: vec![], fields: vec![] };
+                let out = Outcome {
+                    stored: vec![meta],
+                    refused: vec![],
+                    fields: vec![],
+                };
                 Ok(outcome_json(&out).header("Location", url))
             }
             "/files" | "/files/" if read => Ok(self.listing(req)),
@@ -116,7 +126,9 @@ impl App {
                             Err(AppError::NotFound)
                         }
                     }
-                    _ => Err(AppError::MethodNotAllowed { allow: "GET, HEAD, DELETE" }),
+                    _ => Err(AppError::MethodNotAllowed {
+                        allow: "GET, HEAD, DELETE",
+                    }),
                 }
             }
             _ => Err(AppError::NotFound),
@@ -129,7 +141,10 @@ impl App {
         if let Some(origin) = req.header("origin") {
             let origin = origin.trim_end_matches('/');
             let host = req.header("host").unwrap_or("");
-            let same = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host)
+            let same = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                == Some(host)
                 && !host.is_empty();
             if same || self.cfg.origins.iter().any(|o| o == origin) {
                 return Ok(());
@@ -172,7 +187,13 @@ impl App {
         match self.store.writable() {
             Ok(()) => Response::json(200, base.str("status", "ok").finish()),
             Err(why) => {
-                let body = base.str("status", "unavailable").str("reason", &format!("upload directory is not writable: {why}")).finish();
+                let body = base
+                    .str("status", "unavailable")
+                    .str(
+                        "reason",
+                        &format!("upload directory is not writable: {why}"),
+                    )
+                    .finish();
                 Response::json(503, body)
             }
         }
@@ -215,7 +236,10 @@ pub fn meta_json(m: &Meta) -> String {
         .str("url", &file_url(m))
         .raw("thumbnail_url", "null")
         .str("uploaded_at", &rfc3339(m.uploaded_time()))
-        .raw("fields", &json::string_map(m.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+        .raw(
+            "fields",
+            &json::string_map(m.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        )
         .finish()
 }
 
@@ -229,15 +253,28 @@ fn status_of(o: &Outcome) -> u16 {
 
 fn outcome_json(o: &Outcome) -> Response {
     let errors = o.refused.iter().map(|(name, e)| {
-        Obj::new().str("original_name", name).str("code", e.code()).str("message", &e.to_string()).finish()
+        Obj::new()
+            .str("original_name", name)
+            .str("code", e.code())
+            .str("message", &e.to_string())
+            .finish()
     });
     let mut body = Obj::new()
         .raw("files", &json::array(o.stored.iter().map(|m| meta_json(m))))
         .raw("errors", &json::array(errors))
-        .raw("fields", &json::string_map(o.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        .raw(
+            "fields",
+            &json::string_map(o.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        );
     if o.stored.is_empty() && o.refused.is_empty() {
         let e = AppError::Upload(UploadError::NoFile);
-        body = body.raw("error", &Obj::new().str("code", e.code()).str("message", &e.to_string()).finish());
+        body = body.raw(
+            "error",
+            &Obj::new()
+                .str("code", e.code())
+                .str("message", &e.to_string())
+                .finish(),
+        );
     }
     Response::json(status_of(o), body.finish())
 }
@@ -259,7 +296,11 @@ fn outcome_page(o: &Outcome) -> Response {
         ));
     }
     for (name, e) in &o.refused {
-        items.push_str(&format!("<li class=\"err\">Not saved: {} — {}</li>", html_escape(name), html_escape(&e.to_string())));
+        items.push_str(&format!(
+            "<li class=\"err\">Not saved: {} — {}</li>",
+            html_escape(name),
+            html_escape(&e.to_string())
+        ));
     }
     if o.stored.is_empty() && o.refused.is_empty() {
         items.push_str("<li class=\"err\">No file was chosen.</li>");

@@ -46,9 +46,16 @@ pub fn file(store: &Store, req: &Request<'_>, name: &str) -> Result<Response, Ap
         .header("Content-Type", served_type(&meta.mime))
         .header("Content-Disposition", disposition(&meta));
     if status == 206 {
-        resp.set_header("Content-Range", format!("bytes {}-{}/{}", start, start + count - 1, len));
+        resp.set_header(
+            "Content-Range",
+            format!("bytes {}-{}/{}", start, start + count - 1, len),
+        );
     }
-    resp.payload = Payload::File { file, start, len: count };
+    resp.payload = Payload::File {
+        file,
+        start,
+        len: count,
+    };
     Ok(resp)
 }
 
@@ -62,11 +69,21 @@ fn etag(meta: &Meta, len: u64) -> String {
 
 /// RFC 6266: an ASCII fallback plus `filename*` in UTF-8; inline only for safe types.
 pub fn disposition(meta: &Meta) -> String {
-    let kind = if inline_safe(&served_type(&meta.mime)) { "inline" } else { "attachment" };
+    let kind = if inline_safe(&served_type(&meta.mime)) {
+        "inline"
+    } else {
+        "attachment"
+    };
     let fallback: String = meta
         .original_name
         .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' && c != '%' || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' && c != '%' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let mut encoded = String::new();
     for b in meta.original_name.bytes() {

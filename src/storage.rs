@@ -54,7 +54,8 @@ impl Index {
     fn insert(&mut self, m: Meta) {
         self.bytes += m.size;
         self.by_name.insert(m.name.clone(), m.uploaded_at);
-        self.by_time.insert((m.uploaded_at, m.name.clone()), Arc::new(m));
+        self.by_time
+            .insert((m.uploaded_at, m.name.clone()), Arc::new(m));
     }
 
     fn remove(&mut self, name: &str) -> Option<Arc<Meta>> {
@@ -121,8 +122,10 @@ pub fn is_stored_name(name: &str) -> bool {
     stem.len() == 32
         && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         && ext.len() <= 16
-        && ext.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && (ext.is_empty() == !name.contains('.'))
+        && ext
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && ext.is_empty() != name.contains('.')
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -137,7 +140,13 @@ impl Store {
         let meta = dir.join(".pidrop").join("meta");
         fs::create_dir_all(&tmp)?;
         fs::create_dir_all(&meta)?;
-        let store = Store { dir: dir.to_path_buf(), tmp, meta, min_free, index: RwLock::new(Index::default()) };
+        let store = Store {
+            dir: dir.to_path_buf(),
+            tmp,
+            meta,
+            min_free,
+            index: RwLock::new(Index::default()),
+        };
         store.clean_temp()?;
         store.load()?;
         Ok(store)
@@ -161,7 +170,9 @@ impl Store {
         let mut index = Index::default();
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
             if !is_stored_name(&name) || !entry.file_type()?.is_file() {
                 continue;
             }
@@ -169,14 +180,19 @@ impl Store {
             let meta = match self.read_meta(&name) {
                 Ok(m) if m.size == fs_meta.len() => m,
                 Ok(_) | Err(_) => {
-                    log::warn!("metadata of {name} is missing or damaged; listing it with what is known");
+                    log::warn!(
+                        "metadata of {name} is missing or damaged; listing it with what is known"
+                    );
                     let mtime = fs_meta.modified().unwrap_or(UNIX_EPOCH);
                     Meta {
                         original_name: name.clone(),
                         size: fs_meta.len(),
                         mime: "application/octet-stream".to_string(),
                         sha256: String::new(),
-                        uploaded_at: mtime.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos(),
+                        uploaded_at: mtime
+                            .duration_since(UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_nanos(),
                         fields: Vec::new(),
                         name,
                     }
@@ -195,7 +211,12 @@ impl Store {
                 let _ = fs::remove_file(entry.path());
             }
         }
-        log::info!("{} file(s), {} bytes in {}", index.by_name.len(), index.bytes, self.dir.display());
+        log::info!(
+            "{} file(s), {} bytes in {}",
+            index.by_name.len(),
+            index.bytes,
+            self.dir.display()
+        );
         if let Ok(mut idx) = self.index.write() {
             *idx = index;
         }
@@ -208,7 +229,8 @@ impl Store {
 
     fn read_meta(&self, name: &str) -> io::Result<Meta> {
         let text = fs::read_to_string(self.meta_path(name))?;
-        decode_meta(name, &text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad metadata"))
+        decode_meta(name, &text)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad metadata"))
     }
 
     /// Free bytes on the upload filesystem.
@@ -220,16 +242,33 @@ impl Store {
     pub fn ensure_room(&self, more: u64) -> Result<(), AppError> {
         let free = self.free_space().map_err(AppError::Storage)?;
         if free.saturating_sub(more) < self.min_free {
-            return Err(UploadError::InsufficientStorage { free, min_free: self.min_free }.into());
+            return Err(UploadError::InsufficientStorage {
+                free,
+                min_free: self.min_free,
+            }
+            .into());
         }
         Ok(())
     }
 
     /// A new temp file in the upload filesystem.
     pub fn create_temp(&self) -> Result<TempFile, AppError> {
-        let path = self.tmp.join(format!("{}.part", random_hex().map_err(AppError::Storage)?));
-        let file = OpenOptions::new().write(true).create_new(true).open(&path).map_err(AppError::Storage)?;
-        Ok(TempFile { path, file: Some(file), hasher: Sha256::new(), size: 0, unchecked: 0, kept: false })
+        let path = self
+            .tmp
+            .join(format!("{}.part", random_hex().map_err(AppError::Storage)?));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(AppError::Storage)?;
+        Ok(TempFile {
+            path,
+            file: Some(file),
+            hasher: Sha256::new(),
+            size: 0,
+            unchecked: 0,
+            kept: false,
+        })
     }
 
     /// Appends to a temp file, hashing as it goes and re-checking free space now and then.
@@ -247,15 +286,36 @@ impl Store {
     }
 
     /// Makes the temp file's bytes durable and fills in the metadata that depends on them.
-    pub fn stage(&self, mut temp: TempFile, original_name: String, mime: String, ext: &str) -> Result<Staged, AppError> {
+    pub fn stage(
+        &self,
+        mut temp: TempFile,
+        original_name: String,
+        mime: String,
+        ext: &str,
+    ) -> Result<Staged, AppError> {
         let file = temp.file.take().ok_or(AppError::Internal)?;
         file.sync_all().map_err(AppError::Storage)?;
         drop(file);
         let hex = random_hex().map_err(AppError::Storage)?;
-        let name = if ext.is_empty() { hex } else { format!("{hex}.{ext}") };
+        let name = if ext.is_empty() {
+            hex
+        } else {
+            format!("{hex}.{ext}")
+        };
         let sha256 = hex_digest(&std::mem::take(&mut temp.hasher).finalize());
-        let uploaded_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let meta = Meta { name, original_name, size: temp.size, mime, sha256, uploaded_at, fields: Vec::new() };
+        let uploaded_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let meta = Meta {
+            name,
+            original_name,
+            size: temp.size,
+            mime,
+            sha256,
+            uploaded_at,
+            fields: Vec::new(),
+        };
         Ok(Staged { temp, meta })
     }
 
@@ -271,7 +331,10 @@ impl Store {
             for s in &staged {
                 let final_path = self.meta_path(&s.meta.name);
                 let tmp_path = self.meta.join(format!("{}.meta.tmp", s.meta.name));
-                let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp_path)?;
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp_path)?;
                 f.write_all(encode_meta(&s.meta).as_bytes())?;
                 f.sync_all()?;
                 fs::rename(&tmp_path, &final_path)?;
@@ -314,13 +377,26 @@ impl Store {
 
     /// Newest first, `limit` at most, after `cursor` (from a previous page).
     pub fn list(&self, cursor: Option<&str>, limit: usize) -> (Vec<Arc<Meta>>, Option<String>) {
-        let Ok(index) = self.index.read() else { return (Vec::new(), None) };
-        let upper = cursor.and_then(parse_cursor);
-        let iter: Box<dyn Iterator<Item = (&(u128, String), &Arc<Meta>)>> = match upper {
-            Some(key) => Box::new(index.by_time.range(..key).rev()),
-            None => Box::new(index.by_time.iter().rev()),
+        let Ok(index) = self.index.read() else {
+            return (Vec::new(), None);
         };
-        let page: Vec<Arc<Meta>> = iter.take(limit + 1).map(|(_, m)| m.clone()).collect();
+        let upper = cursor.and_then(parse_cursor);
+        let page: Vec<Arc<Meta>> = match upper {
+            Some(key) => index
+                .by_time
+                .range(..key)
+                .rev()
+                .take(limit + 1)
+                .map(|(_, m)| m.clone())
+                .collect(),
+            None => index
+                .by_time
+                .values()
+                .rev()
+                .take(limit + 1)
+                .cloned()
+                .collect(),
+        };
         if page.len() > limit {
             let last = &page[limit - 1];
             let next = format!("{}-{}", last.uploaded_at, last.name);
@@ -332,8 +408,14 @@ impl Store {
 
     /// Removes a file and its metadata. `Ok(false)` if there was no such file.
     pub fn delete(&self, name: &str) -> Result<bool, AppError> {
-        let removed = self.index.write().map_err(|_| AppError::Internal)?.remove(name);
-        let Some(meta) = removed else { return Ok(false) };
+        let removed = self
+            .index
+            .write()
+            .map_err(|_| AppError::Internal)?
+            .remove(name);
+        let Some(meta) = removed else {
+            return Ok(false);
+        };
         fs::remove_file(self.dir.join(&meta.name)).map_err(AppError::Storage)?;
         let _ = fs::remove_file(self.meta_path(&meta.name));
         sync_dir(&self.dir).map_err(AppError::Storage)?;
@@ -342,7 +424,10 @@ impl Store {
 
     /// (files, bytes) in the index.
     pub fn totals(&self) -> (u64, u64) {
-        self.index.read().map(|i| (i.by_name.len() as u64, i.bytes)).unwrap_or((0, 0))
+        self.index
+            .read()
+            .map(|i| (i.by_name.len() as u64, i.bytes))
+            .unwrap_or((0, 0))
     }
 
     /// Whether a file can be created in the temp directory right now.
@@ -459,23 +544,36 @@ mod tests {
             mime: "image/jpeg".into(),
             sha256: "ab".repeat(32),
             uploaded_at: 1_763_700_000_123_456_789,
-            fields: vec![("user_id".into(), "12345".into()), ("note".into(), "a\tb\nc".into())],
+            fields: vec![
+                ("user_id".into(), "12345".into()),
+                ("note".into(), "a\tb\nc".into()),
+            ],
         };
         let text = encode_meta(&m);
         assert_eq!(decode_meta(&m.name, &text), Some(m.clone()));
         // Truncated (no end line) or garbage: damaged.
         assert_eq!(decode_meta(&m.name, &text[..text.len() - 4]), None);
         assert_eq!(decode_meta(&m.name, "garbage"), None);
-        assert_eq!(decode_meta(&m.name, &text.replace("size\t5000000000", "size\tx")), None);
+        assert_eq!(
+            decode_meta(&m.name, &text.replace("size\t5000000000", "size\tx")),
+            None
+        );
     }
 
     #[test]
     fn stored_names() {
         assert!(is_stored_name("0123456789abcdef0123456789abcdef.jpg"));
         assert!(is_stored_name("0123456789abcdef0123456789abcdef"));
-        for bad in ["../etc/passwd", "0123456789abcdef0123456789abcdef.", "0123456789ABCDEF0123456789abcdef.jpg",
-            "0123456789abcdef0123456789abcde.jpg", "0123456789abcdef0123456789abcdef.j/g", ".pidrop",
-            "0123456789abcdef0123456789abcdef.jpg.meta", ""] {
+        for bad in [
+            "../etc/passwd",
+            "0123456789abcdef0123456789abcdef.",
+            "0123456789ABCDEF0123456789abcdef.jpg",
+            "0123456789abcdef0123456789abcde.jpg",
+            "0123456789abcdef0123456789abcdef.j/g",
+            ".pidrop",
+            "0123456789abcdef0123456789abcdef.jpg.meta",
+            "",
+        ] {
             assert!(!is_stored_name(bad), "{bad}");
         }
         let a = random_hex().expect("urandom");

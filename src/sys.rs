@@ -3,7 +3,10 @@
 //! needs no call at all: a datagram to `$NOTIFY_SOCKET`).
 //!
 //! The unsafe code is confined here, each block a single libc call on memory we own.
-#![allow(unsafe_code, reason = "libc calls for statvfs and signal masks; each block is one call")]
+#![allow(
+    unsafe_code,
+    reason = "libc calls for statvfs and signal masks; each block is one call"
+)]
 
 use std::ffi::CString;
 use std::io;
@@ -20,7 +23,10 @@ pub fn free_space(path: &Path) -> io::Result<u64> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    #[allow(clippy::unnecessary_cast, reason = "the field types differ between 32- and 64-bit targets")]
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "the field types differ between 32- and 64-bit targets"
+    )]
     Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
@@ -66,8 +72,12 @@ pub fn wait_for_termination() -> i32 {
 /// Tells systemd about our state (`READY=1`, `STOPPING=1`) when run as `Type=notify`.
 /// Without `$NOTIFY_SOCKET` it does nothing.
 pub fn sd_notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let Ok(sock) = UnixDatagram::unbound() else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return;
+    };
     let bytes = path.as_bytes();
     let sent = if let Some(name) = bytes.strip_prefix(b"@") {
         use std::os::linux::net::SocketAddrExt;

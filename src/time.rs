@@ -11,8 +11,9 @@ fn civil(days: i64) -> (i64, u32, u32) {
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    // Both are small (1..=31, 1..=12) by construction.
+    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
 }
@@ -41,7 +42,7 @@ fn parts(t: SystemTime) -> Parts {
         hour: rem / 3600,
         min: rem % 3600 / 60,
         sec: rem % 60,
-        weekday: ((days + 4).rem_euclid(7)) as usize,
+        weekday: usize::try_from((days + 4).rem_euclid(7)).unwrap_or(0),
         millis: since.subsec_millis(),
     }
 }
@@ -49,8 +50,9 @@ fn parts(t: SystemTime) -> Parts {
 /// `Sun, 06 Nov 1994 08:49:37 GMT`
 pub fn http_date(t: SystemTime) -> String {
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let p = parts(t);
     format!(
         "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",

@@ -38,11 +38,20 @@ enum Current {
     /// Refused or empty: its data is read and dropped.
     Skip,
     File(Box<Incoming>),
-    Field { name: String, value: Vec<u8> },
+    Field {
+        name: String,
+        value: Vec<u8>,
+    },
 }
 
 /// Checks that need only the head: declared size against the limit and the free space.
-fn precheck(cfg: &Config, store: &Store, declared: Option<u64>, limit: u64, whole_request: bool) -> Result<(), AppError> {
+fn precheck(
+    cfg: &Config,
+    store: &Store,
+    declared: Option<u64>,
+    limit: u64,
+    whole_request: bool,
+) -> Result<(), AppError> {
     if let Some(n) = declared {
         if n > limit {
             return Err(if whole_request {
@@ -64,7 +73,12 @@ pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<O
     let ctype = req.header("content-type").unwrap_or("");
     let boundary = multipart::boundary(ctype)?;
     precheck(cfg, store, req.body.declared_len(), cfg.max_request, true)?;
-    let mut parser = Multipart::new(&mut req.body, &boundary, multipart::BUFFER_SIZE, cfg.max_parts);
+    let mut parser = Multipart::new(
+        &mut req.body,
+        &boundary,
+        multipart::BUFFER_SIZE,
+        cfg.max_parts,
+    );
     let mut sniff: Vec<u8> = Vec::with_capacity(SNIFF_LEN);
     let mut current = Current::None;
     let mut staged: Vec<Staged> = Vec::new();
@@ -72,7 +86,10 @@ pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<O
     let mut fields: Vec<(String, String)> = Vec::new();
     loop {
         if parser.get_ref().bytes_read() > cfg.max_request {
-            return Err(UploadError::RequestTooLarge { limit: cfg.max_request }.into());
+            return Err(UploadError::RequestTooLarge {
+                limit: cfg.max_request,
+            }
+            .into());
         }
         let event = match parser.next_event() {
             Ok(e) => e,
@@ -95,13 +112,20 @@ pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<O
                             Current::Skip
                         }
                     },
-                    None => Current::Field { name: head.name, value: Vec::new() },
+                    None => Current::Field {
+                        name: head.name,
+                        value: Vec::new(),
+                    },
                 };
             }
             Event::Data(data) => match &mut current {
                 Current::File(inc) => {
                     if let Err(e) = file_data(cfg, store, inc, &mut sniff, data) {
-                        if matches!(e, AppError::Upload(UploadError::InsufficientStorage { .. }) | AppError::Storage(_)) {
+                        if matches!(
+                            e,
+                            AppError::Upload(UploadError::InsufficientStorage { .. })
+                                | AppError::Storage(_)
+                        ) {
                             return Err(e); // the disk is the problem: stop the whole request
                         }
                         refused.push((inc.original.clone(), e));
@@ -110,7 +134,10 @@ pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<O
                 }
                 Current::Field { value, .. } => {
                     if (value.len() + data.len()) as u64 > cfg.max_field {
-                        return Err(MultipartError::FieldTooLarge { limit: cfg.max_field }.into());
+                        return Err(MultipartError::FieldTooLarge {
+                            limit: cfg.max_field,
+                        }
+                        .into());
                     }
                     value.extend_from_slice(data);
                 }
@@ -123,7 +150,11 @@ pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<O
                     match finished {
                         Ok(s) => staged.push(s),
                         Err((name, e)) => {
-                            if matches!(e, AppError::Storage(_) | AppError::Upload(UploadError::InsufficientStorage { .. })) {
+                            if matches!(
+                                e,
+                                AppError::Storage(_)
+                                    | AppError::Upload(UploadError::InsufficientStorage { .. })
+                            ) {
                                 return Err(e);
                             }
                             refused.push((name, e));
@@ -141,23 +172,46 @@ pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<O
         s.meta.fields = fields.clone();
     }
     let stored = store.commit(staged)?;
-    Ok(Outcome { stored, refused, fields })
+    Ok(Outcome {
+        stored,
+        refused,
+        fields,
+    })
 }
 
 fn begin_file(cfg: &Config, raw: &str) -> Result<Incoming, (String, AppError)> {
-    let original = validate::original_name(raw).ok_or_else(|| (raw.to_string(), UploadError::BadName.into()))?;
+    let original = validate::original_name(raw)
+        .ok_or_else(|| (raw.to_string(), UploadError::BadName.into()))?;
     let ext = validate::extension(&original);
     if !cfg.allow.allows(&ext) {
-        return Err((original, UploadError::TypeNotAllowed { extension: ext }.into()));
+        return Err((
+            original,
+            UploadError::TypeNotAllowed { extension: ext }.into(),
+        ));
     }
-    Ok(Incoming { original, ext, mime: None, temp: None, size: 0 })
+    Ok(Incoming {
+        original,
+        ext,
+        mime: None,
+        temp: None,
+        size: 0,
+    })
 }
 
 /// Takes one slice of a file's data: sniff first, then validate, then write.
-fn file_data(cfg: &Config, store: &Store, inc: &mut Incoming, sniff: &mut Vec<u8>, mut data: &[u8]) -> Result<(), AppError> {
+fn file_data(
+    cfg: &Config,
+    store: &Store,
+    inc: &mut Incoming,
+    sniff: &mut Vec<u8>,
+    mut data: &[u8],
+) -> Result<(), AppError> {
     inc.size += data.len() as u64;
     if inc.size > cfg.max_size {
-        return Err(UploadError::TooLarge { limit: cfg.max_size }.into());
+        return Err(UploadError::TooLarge {
+            limit: cfg.max_size,
+        }
+        .into());
     }
     if inc.temp.is_none() {
         let take = (SNIFF_LEN - sniff.len()).min(data.len());
@@ -177,7 +231,12 @@ fn file_data(cfg: &Config, store: &Store, inc: &mut Incoming, sniff: &mut Vec<u8
 }
 
 /// Validates the first bytes; only then is a temp file created and they are written.
-fn open_validated(cfg: &Config, store: &Store, inc: &mut Incoming, sniff: &[u8]) -> Result<(), AppError> {
+fn open_validated(
+    cfg: &Config,
+    store: &Store,
+    inc: &mut Incoming,
+    sniff: &[u8],
+) -> Result<(), AppError> {
     let mime = validate::check(&cfg.allow, &inc.ext, sniff)?;
     store.ensure_room(0)?;
     let mut temp = store.create_temp()?;
@@ -187,7 +246,12 @@ fn open_validated(cfg: &Config, store: &Store, inc: &mut Incoming, sniff: &[u8])
     Ok(())
 }
 
-fn finish_validation(cfg: &Config, store: &Store, inc: &mut Incoming, sniff: &[u8]) -> Result<(), (String, AppError)> {
+fn finish_validation(
+    cfg: &Config,
+    store: &Store,
+    inc: &mut Incoming,
+    sniff: &[u8],
+) -> Result<(), (String, AppError)> {
     if inc.temp.is_none() {
         open_validated(cfg, store, inc, sniff).map_err(|e| (inc.original.clone(), e))?;
     }
@@ -195,16 +259,30 @@ fn finish_validation(cfg: &Config, store: &Store, inc: &mut Incoming, sniff: &[u
 }
 
 fn stage(store: &Store, inc: Incoming) -> Result<Staged, (String, AppError)> {
-    let Incoming { original, ext, mime, temp, .. } = inc;
+    let Incoming {
+        original,
+        ext,
+        mime,
+        temp,
+        ..
+    } = inc;
     let temp = temp.ok_or_else(|| (original.clone(), AppError::Internal))?;
     let mime = mime.unwrap_or_else(|| "application/octet-stream".to_string());
-    store.stage(temp, original.clone(), mime, &ext).map_err(|e| (original, e))
+    store
+        .stage(temp, original.clone(), mime, &ext)
+        .map_err(|e| (original, e))
 }
 
 /// `PUT /upload/<name>`: the raw body is the file.
-pub fn put(cfg: &Config, store: &Store, req: &mut Request<'_>, raw_name: &str) -> Result<Arc<Meta>, AppError> {
+pub fn put(
+    cfg: &Config,
+    store: &Store,
+    req: &mut Request<'_>,
+    raw_name: &str,
+) -> Result<Arc<Meta>, AppError> {
     let decoded = percent_decode(raw_name.as_bytes()).ok_or(UploadError::BadName)?;
-    let original = validate::original_name(&String::from_utf8_lossy(&decoded)).ok_or(UploadError::BadName)?;
+    let original =
+        validate::original_name(&String::from_utf8_lossy(&decoded)).ok_or(UploadError::BadName)?;
     let ext = validate::extension(&original);
     if !cfg.allow.allows(&ext) {
         return Err(UploadError::TypeNotAllowed { extension: ext }.into());
@@ -230,7 +308,10 @@ pub fn put(cfg: &Config, store: &Store, req: &mut Request<'_>, raw_name: &str) -
             break;
         }
         if temp.size() + n as u64 > cfg.max_size {
-            return Err(UploadError::TooLarge { limit: cfg.max_size }.into());
+            return Err(UploadError::TooLarge {
+                limit: cfg.max_size,
+            }
+            .into());
         }
         store.write(&mut temp, &buf[..n])?;
     }

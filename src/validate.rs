@@ -14,11 +14,31 @@ enum Check {
 }
 
 /// ISO base-media containers (phones' MP4/MOV/HEIC) are reported under several brands.
-const BMFF_VIDEO: &[&str] = &["video/mp4", "video/quicktime", "video/x-m4v", "video/3gpp", "video/3gpp2"];
-const OOXML_DOC: &[&str] = &["application/vnd.openxmlformats-officedocument.wordprocessingml.document", "application/zip"];
-const OOXML_XLS: &[&str] = &["application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "application/zip"];
-const OOXML_PPT: &[&str] = &["application/vnd.openxmlformats-officedocument.presentationml.presentation", "application/zip"];
-const OLE: &[&str] = &["application/x-ole-storage", "application/msword", "application/vnd.ms-excel", "application/vnd.ms-powerpoint"];
+const BMFF_VIDEO: &[&str] = &[
+    "video/mp4",
+    "video/quicktime",
+    "video/x-m4v",
+    "video/3gpp",
+    "video/3gpp2",
+];
+const OOXML_DOC: &[&str] = &[
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/zip",
+];
+const OOXML_XLS: &[&str] = &[
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/zip",
+];
+const OOXML_PPT: &[&str] = &[
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/zip",
+];
+const OLE: &[&str] = &[
+    "application/x-ole-storage",
+    "application/msword",
+    "application/vnd.ms-excel",
+    "application/vnd.ms-powerpoint",
+];
 
 /// Known extensions: how to check them, the type to serve, and whether they are in the default
 /// allow-list. Active content (html, svg, xml, js) is known but never allowed by default.
@@ -28,9 +48,24 @@ const TYPES: &[(&str, Check, &str, bool)] = &[
     ("png", Check::Magic(&["image/png"]), "image/png", true),
     ("gif", Check::Magic(&["image/gif"]), "image/gif", true),
     ("webp", Check::Magic(&["image/webp"]), "image/webp", true),
-    ("heic", Check::Magic(&["image/heif", "image/heic"]), "image/heic", true),
-    ("heif", Check::Magic(&["image/heif", "image/heic"]), "image/heif", true),
-    ("avif", Check::Magic(&["image/avif", "image/heif"]), "image/avif", true),
+    (
+        "heic",
+        Check::Magic(&["image/heif", "image/heic"]),
+        "image/heic",
+        true,
+    ),
+    (
+        "heif",
+        Check::Magic(&["image/heif", "image/heic"]),
+        "image/heif",
+        true,
+    ),
+    (
+        "avif",
+        Check::Magic(&["image/avif", "image/heif"]),
+        "image/avif",
+        true,
+    ),
     ("bmp", Check::Magic(&["image/bmp"]), "image/bmp", true),
     ("tif", Check::Magic(&["image/tiff"]), "image/tiff", true),
     ("tiff", Check::Magic(&["image/tiff"]), "image/tiff", true),
@@ -38,36 +73,172 @@ const TYPES: &[(&str, Check, &str, bool)] = &[
     ("m4v", Check::Magic(BMFF_VIDEO), "video/mp4", true),
     ("mov", Check::Magic(BMFF_VIDEO), "video/quicktime", true),
     ("3gp", Check::Magic(BMFF_VIDEO), "video/3gpp", true),
-    ("mkv", Check::Magic(&["video/x-matroska"]), "video/x-matroska", true),
+    (
+        "mkv",
+        Check::Magic(&["video/x-matroska"]),
+        "video/x-matroska",
+        true,
+    ),
     ("webm", Check::Magic(&["video/webm"]), "video/webm", true),
-    ("avi", Check::Magic(&["video/x-msvideo"]), "video/x-msvideo", true),
+    (
+        "avi",
+        Check::Magic(&["video/x-msvideo"]),
+        "video/x-msvideo",
+        true,
+    ),
     ("mp3", Check::Magic(&["audio/mpeg"]), "audio/mpeg", true),
-    ("m4a", Check::Magic(&["audio/m4a", "audio/mp4", "video/mp4"]), "audio/mp4", true),
-    ("wav", Check::Magic(&["audio/x-wav", "audio/wav"]), "audio/wav", true),
-    ("flac", Check::Magic(&["audio/x-flac", "audio/flac"]), "audio/flac", true),
-    ("ogg", Check::Magic(&["audio/ogg", "video/ogg", "audio/opus"]), "audio/ogg", true),
-    ("opus", Check::Magic(&["audio/ogg", "audio/opus"]), "audio/ogg", true),
-    ("pdf", Check::Magic(&["application/pdf"]), "application/pdf", true),
-    ("docx", Check::Magic(OOXML_DOC), "application/vnd.openxmlformats-officedocument.wordprocessingml.document", true),
-    ("xlsx", Check::Magic(OOXML_XLS), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", true),
-    ("pptx", Check::Magic(OOXML_PPT), "application/vnd.openxmlformats-officedocument.presentationml.presentation", true),
-    ("odt", Check::Magic(&["application/vnd.oasis.opendocument.text", "application/zip"]), "application/vnd.oasis.opendocument.text", true),
-    ("ods", Check::Magic(&["application/vnd.oasis.opendocument.spreadsheet", "application/zip"]), "application/vnd.oasis.opendocument.spreadsheet", true),
-    ("odp", Check::Magic(&["application/vnd.oasis.opendocument.presentation", "application/zip"]), "application/vnd.oasis.opendocument.presentation", true),
-    ("epub", Check::Magic(&["application/epub+zip", "application/zip"]), "application/epub+zip", true),
+    (
+        "m4a",
+        Check::Magic(&["audio/m4a", "audio/mp4", "video/mp4"]),
+        "audio/mp4",
+        true,
+    ),
+    (
+        "wav",
+        Check::Magic(&["audio/x-wav", "audio/wav"]),
+        "audio/wav",
+        true,
+    ),
+    (
+        "flac",
+        Check::Magic(&["audio/x-flac", "audio/flac"]),
+        "audio/flac",
+        true,
+    ),
+    (
+        "ogg",
+        Check::Magic(&["audio/ogg", "video/ogg", "audio/opus"]),
+        "audio/ogg",
+        true,
+    ),
+    (
+        "opus",
+        Check::Magic(&["audio/ogg", "audio/opus"]),
+        "audio/ogg",
+        true,
+    ),
+    (
+        "pdf",
+        Check::Magic(&["application/pdf"]),
+        "application/pdf",
+        true,
+    ),
+    (
+        "docx",
+        Check::Magic(OOXML_DOC),
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        true,
+    ),
+    (
+        "xlsx",
+        Check::Magic(OOXML_XLS),
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        true,
+    ),
+    (
+        "pptx",
+        Check::Magic(OOXML_PPT),
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        true,
+    ),
+    (
+        "odt",
+        Check::Magic(&["application/vnd.oasis.opendocument.text", "application/zip"]),
+        "application/vnd.oasis.opendocument.text",
+        true,
+    ),
+    (
+        "ods",
+        Check::Magic(&[
+            "application/vnd.oasis.opendocument.spreadsheet",
+            "application/zip",
+        ]),
+        "application/vnd.oasis.opendocument.spreadsheet",
+        true,
+    ),
+    (
+        "odp",
+        Check::Magic(&[
+            "application/vnd.oasis.opendocument.presentation",
+            "application/zip",
+        ]),
+        "application/vnd.oasis.opendocument.presentation",
+        true,
+    ),
+    (
+        "epub",
+        Check::Magic(&["application/epub+zip", "application/zip"]),
+        "application/epub+zip",
+        true,
+    ),
     ("doc", Check::Magic(OLE), "application/msword", true),
     ("xls", Check::Magic(OLE), "application/vnd.ms-excel", true),
-    ("ppt", Check::Magic(OLE), "application/vnd.ms-powerpoint", true),
-    ("rtf", Check::Magic(&["application/rtf", "text/rtf"]), "application/rtf", true),
-    ("zip", Check::Magic(&["application/zip"]), "application/zip", true),
-    ("gz", Check::Magic(&["application/gzip"]), "application/gzip", true),
-    ("tgz", Check::Magic(&["application/gzip"]), "application/gzip", true),
-    ("tar", Check::Magic(&["application/x-tar"]), "application/x-tar", true),
-    ("7z", Check::Magic(&["application/x-7z-compressed"]), "application/x-7z-compressed", true),
-    ("bz2", Check::Magic(&["application/x-bzip2"]), "application/x-bzip2", true),
-    ("xz", Check::Magic(&["application/x-xz"]), "application/x-xz", true),
-    ("zst", Check::Magic(&["application/zstd"]), "application/zstd", true),
-    ("rar", Check::Magic(&["application/vnd.rar", "application/x-rar-compressed"]), "application/vnd.rar", true),
+    (
+        "ppt",
+        Check::Magic(OLE),
+        "application/vnd.ms-powerpoint",
+        true,
+    ),
+    (
+        "rtf",
+        Check::Magic(&["application/rtf", "text/rtf"]),
+        "application/rtf",
+        true,
+    ),
+    (
+        "zip",
+        Check::Magic(&["application/zip"]),
+        "application/zip",
+        true,
+    ),
+    (
+        "gz",
+        Check::Magic(&["application/gzip"]),
+        "application/gzip",
+        true,
+    ),
+    (
+        "tgz",
+        Check::Magic(&["application/gzip"]),
+        "application/gzip",
+        true,
+    ),
+    (
+        "tar",
+        Check::Magic(&["application/x-tar"]),
+        "application/x-tar",
+        true,
+    ),
+    (
+        "7z",
+        Check::Magic(&["application/x-7z-compressed"]),
+        "application/x-7z-compressed",
+        true,
+    ),
+    (
+        "bz2",
+        Check::Magic(&["application/x-bzip2"]),
+        "application/x-bzip2",
+        true,
+    ),
+    (
+        "xz",
+        Check::Magic(&["application/x-xz"]),
+        "application/x-xz",
+        true,
+    ),
+    (
+        "zst",
+        Check::Magic(&["application/zstd"]),
+        "application/zstd",
+        true,
+    ),
+    (
+        "rar",
+        Check::Magic(&["application/vnd.rar", "application/x-rar-compressed"]),
+        "application/vnd.rar",
+        true,
+    ),
     ("txt", Check::Text, "text/plain", true),
     ("csv", Check::Text, "text/csv", true),
     ("tsv", Check::Text, "text/tab-separated-values", true),
@@ -99,7 +270,11 @@ impl AllowList {
         }
         if s.is_empty() || s.eq_ignore_ascii_case("default") {
             return Some(AllowList::Only(
-                TYPES.iter().filter(|t| t.3).map(|t| t.0.to_string()).collect(),
+                TYPES
+                    .iter()
+                    .filter(|t| t.3)
+                    .map(|t| t.0.to_string())
+                    .collect(),
             ));
         }
         let mut list = Vec::new();
@@ -151,7 +326,9 @@ pub const SNIFF_LEN: usize = 8 << 10; // 8 KiB
 /// Returns the MIME type to store and serve.
 pub fn check(allow: &AllowList, ext: &str, head: &[u8]) -> Result<String, UploadError> {
     if !allow.allows(ext) {
-        return Err(UploadError::TypeNotAllowed { extension: ext.to_string() });
+        return Err(UploadError::TypeNotAllowed {
+            extension: ext.to_string(),
+        });
     }
     let detected = infer::get(head).map(|t| t.mime_type());
     let known = TYPES.iter().find(|t| t.0 == ext);
@@ -166,7 +343,9 @@ pub fn check(allow: &AllowList, ext: &str, head: &[u8]) -> Result<String, Upload
                 return Err(mismatch(ext, d));
             }
             if !is_text(head) {
-                return Err(UploadError::NotText { extension: ext.to_string() });
+                return Err(UploadError::NotText {
+                    extension: ext.to_string(),
+                });
             }
             Ok((*mime).to_string())
         }
@@ -176,7 +355,10 @@ pub fn check(allow: &AllowList, ext: &str, head: &[u8]) -> Result<String, Upload
 }
 
 fn mismatch(ext: &str, detected: &str) -> UploadError {
-    UploadError::ContentMismatch { extension: ext.to_string(), detected: detected.to_string() }
+    UploadError::ContentMismatch {
+        extension: ext.to_string(),
+        detected: detected.to_string(),
+    }
 }
 
 /// UTF-8 (a sequence cut at the end of the sample is fine) with no NUL byte.
@@ -227,7 +409,10 @@ const MAX_NAME: usize = 255;
 /// used as a path. `None` if nothing usable is left.
 pub fn original_name(raw: &str) -> Option<String> {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
-    let cleaned: String = last.chars().filter(|c| !c.is_control() && !is_bidi_control(*c)).collect();
+    let cleaned: String = last
+        .chars()
+        .filter(|c| !c.is_control() && !is_bidi_control(*c))
+        .collect();
     let trimmed = cleaned.trim();
     if trimmed.is_empty() || trimmed == "." || trimmed == ".." {
         return None;
@@ -242,7 +427,11 @@ pub fn original_name(raw: &str) -> Option<String> {
     while !trimmed.is_char_boundary(cut) {
         cut -= 1;
     }
-    Some(if ext.is_empty() { trimmed[..cut].to_string() } else { format!("{}.{}", &trimmed[..cut], ext) })
+    Some(if ext.is_empty() {
+        trimmed[..cut].to_string()
+    } else {
+        format!("{}.{}", &trimmed[..cut], ext)
+    })
 }
 
 #[cfg(test)]
@@ -255,45 +444,98 @@ mod tests {
     #[test]
     fn content_must_agree_with_extension() {
         let allow = AllowList::parse("default").expect("default");
-        assert_eq!(check(&allow, "jpg", JPEG).as_deref().ok(), Some("image/jpeg"));
+        assert_eq!(
+            check(&allow, "jpg", JPEG).as_deref().ok(),
+            Some("image/jpeg")
+        );
         assert_eq!(check(&allow, "png", PNG).as_deref().ok(), Some("image/png"));
-        assert!(matches!(check(&allow, "jpg", PNG), Err(UploadError::ContentMismatch { .. })));
-        assert!(matches!(check(&allow, "jpg", b"hello, I am text"), Err(UploadError::ContentMismatch { .. })));
-        assert!(matches!(check(&allow, "jpg", b"MZ\x90\0\x03\0\0\0"), Err(UploadError::ContentMismatch { .. })));
-        assert_eq!(check(&allow, "txt", "héllo\n".as_bytes()).as_deref().ok(), Some("text/plain"));
-        assert!(matches!(check(&allow, "txt", b"a\0b"), Err(UploadError::NotText { .. })));
-        assert!(matches!(check(&allow, "txt", PNG), Err(UploadError::ContentMismatch { .. })));
-        assert!(matches!(check(&allow, "exe", b"MZ"), Err(UploadError::TypeNotAllowed { .. })));
-        assert!(matches!(check(&allow, "html", b"<html>"), Err(UploadError::TypeNotAllowed { .. })));
-        assert!(matches!(check(&allow, "", b"x"), Err(UploadError::TypeNotAllowed { .. })));
+        assert!(matches!(
+            check(&allow, "jpg", PNG),
+            Err(UploadError::ContentMismatch { .. })
+        ));
+        assert!(matches!(
+            check(&allow, "jpg", b"hello, I am text"),
+            Err(UploadError::ContentMismatch { .. })
+        ));
+        assert!(matches!(
+            check(&allow, "jpg", b"MZ\x90\0\x03\0\0\0"),
+            Err(UploadError::ContentMismatch { .. })
+        ));
+        assert_eq!(
+            check(&allow, "txt", "héllo\n".as_bytes()).as_deref().ok(),
+            Some("text/plain")
+        );
+        assert!(matches!(
+            check(&allow, "txt", b"a\0b"),
+            Err(UploadError::NotText { .. })
+        ));
+        assert!(matches!(
+            check(&allow, "txt", PNG),
+            Err(UploadError::ContentMismatch { .. })
+        ));
+        assert!(matches!(
+            check(&allow, "exe", b"MZ"),
+            Err(UploadError::TypeNotAllowed { .. })
+        ));
+        assert!(matches!(
+            check(&allow, "html", b"<html>"),
+            Err(UploadError::TypeNotAllowed { .. })
+        ));
+        assert!(matches!(
+            check(&allow, "", b"x"),
+            Err(UploadError::TypeNotAllowed { .. })
+        ));
         // A polyglot: JPEG magic, HTML after it. It is a JPEG and will be served as one.
         let mut poly = JPEG.to_vec();
         poly.extend_from_slice(b"<html><script>alert(1)</script>");
-        assert_eq!(check(&allow, "jpg", &poly).as_deref().ok(), Some("image/jpeg"));
-        assert!(matches!(check(&allow, "html", &poly), Err(UploadError::TypeNotAllowed { .. })));
+        assert_eq!(
+            check(&allow, "jpg", &poly).as_deref().ok(),
+            Some("image/jpeg")
+        );
+        assert!(matches!(
+            check(&allow, "html", &poly),
+            Err(UploadError::TypeNotAllowed { .. })
+        ));
     }
 
     #[test]
     fn any_allows_unknown_types_but_still_checks_known_ones() {
         let any = AllowList::Any;
-        assert_eq!(check(&any, "xyz", b"\x01\x02").as_deref().ok(), Some("application/octet-stream"));
+        assert_eq!(
+            check(&any, "xyz", b"\x01\x02").as_deref().ok(),
+            Some("application/octet-stream")
+        );
         assert!(check(&any, "jpg", b"text").is_err());
-        assert_eq!(check(&any, "svg", b"<svg/>").as_deref().ok(), Some("image/svg+xml"));
+        assert_eq!(
+            check(&any, "svg", b"<svg/>").as_deref().ok(),
+            Some("image/svg+xml")
+        );
         assert_eq!(served_type("image/svg+xml"), "application/octet-stream");
         assert_eq!(served_type("text/html"), "application/octet-stream");
         assert_eq!(served_type("text/csv"), "text/plain; charset=utf-8");
         assert!(!inline_safe("image/svg+xml"));
-        assert!(inline_safe("image/jpeg") && inline_safe("video/mp4") && inline_safe("application/pdf"));
+        assert!(
+            inline_safe("image/jpeg") && inline_safe("video/mp4") && inline_safe("application/pdf")
+        );
         assert!(!inline_safe("text/html") && !inline_safe("application/zip"));
     }
 
     #[test]
     fn allow_list_parsing() {
         assert_eq!(AllowList::parse("*"), Some(AllowList::Any));
-        assert_eq!(AllowList::parse(".JPG, png"), Some(AllowList::Only(vec!["jpg".into(), "png".into()])));
+        assert_eq!(
+            AllowList::parse(".JPG, png"),
+            Some(AllowList::Only(vec!["jpg".into(), "png".into()]))
+        );
         assert_eq!(AllowList::parse("jpg,../x"), None);
         let d = AllowList::parse("default").expect("default");
-        assert!(d.allows("jpg") && d.allows("mov") && d.allows("pdf") && d.allows("txt") && d.allows("zip"));
+        assert!(
+            d.allows("jpg")
+                && d.allows("mov")
+                && d.allows("pdf")
+                && d.allows("txt")
+                && d.allows("zip")
+        );
         assert!(!d.allows("html") && !d.allows("svg") && !d.allows("exe"));
     }
 
@@ -314,13 +556,22 @@ mod tests {
         assert_eq!(extension(".bashrc"), "");
         assert_eq!(extension("noext"), "");
         assert_eq!(extension("a.j/pg"), "");
-        assert_eq!(original_name("C:\\Users\\me\\Desktop\\photo.png").as_deref(), Some("photo.png"));
+        assert_eq!(
+            original_name("C:\\Users\\me\\Desktop\\photo.png").as_deref(),
+            Some("photo.png")
+        );
         assert_eq!(original_name("../../etc/passwd").as_deref(), Some("passwd"));
         assert_eq!(original_name("..").as_deref(), None);
         assert_eq!(original_name("a/..").as_deref(), None);
         assert_eq!(original_name("").as_deref(), None);
-        assert_eq!(original_name("Fête à Montréal 🎉.jpg").as_deref(), Some("Fête à Montréal 🎉.jpg"));
-        assert_eq!(original_name("evil\u{202E}gpj.exe").as_deref(), Some("evilgpj.exe"));
+        assert_eq!(
+            original_name("Fête à Montréal 🎉.jpg").as_deref(),
+            Some("Fête à Montréal 🎉.jpg")
+        );
+        assert_eq!(
+            original_name("evil\u{202E}gpj.exe").as_deref(),
+            Some("evilgpj.exe")
+        );
         assert_eq!(original_name("a\r\nb\0c.txt").as_deref(), Some("abc.txt"));
         let long = format!("{}.jpg", "é".repeat(300));
         let kept = original_name(&long).expect("kept");

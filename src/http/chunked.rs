@@ -16,7 +16,9 @@ pub const MAX_TRAILERS: u32 = 8 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Reading hex digits of the chunk size.
-    Size { digits: u32 },
+    Size {
+        digits: u32,
+    },
     /// After the digits: optional whitespace and `;ext`.
     Ext,
     SizeLf,
@@ -26,7 +28,9 @@ enum State {
     /// At the start of a trailer line (an empty one ends the body).
     TrailerStart,
     TrailerLine,
-    TrailerLf { empty: bool },
+    TrailerLf {
+        empty: bool,
+    },
     Done,
 }
 
@@ -56,7 +60,12 @@ impl Default for ChunkedDecoder {
 
 impl ChunkedDecoder {
     pub fn new() -> ChunkedDecoder {
-        ChunkedDecoder { state: State::Size { digits: 0 }, size: 0, line: 0, trailers: 0 }
+        ChunkedDecoder {
+            state: State::Size { digits: 0 },
+            size: 0,
+            line: 0,
+            trailers: 0,
+        }
     }
 
     /// Gives back `n` data bytes the caller could not take: they will be returned again.
@@ -77,12 +86,17 @@ impl ChunkedDecoder {
         let mut i = 0;
         while i < input.len() {
             if self.state == State::Data {
-                let n = usize::try_from(self.size).unwrap_or(usize::MAX).min(input.len() - i);
+                let n = usize::try_from(self.size)
+                    .unwrap_or(usize::MAX)
+                    .min(input.len() - i);
                 self.size -= n as u64;
                 if self.size == 0 {
                     self.state = State::DataCr;
                 }
-                return Ok(Progress { consumed: i + n, data: (i, i + n) });
+                return Ok(Progress {
+                    consumed: i + n,
+                    data: (i, i + n),
+                });
             }
             if self.state == State::Done {
                 break;
@@ -90,7 +104,10 @@ impl ChunkedDecoder {
             self.step(input[i])?;
             i += 1;
         }
-        Ok(Progress { consumed: i, data: (i, i) })
+        Ok(Progress {
+            consumed: i,
+            data: (i, i),
+        })
     }
 
     fn step(&mut self, b: u8) -> Result<(), HttpError> {
@@ -179,7 +196,11 @@ mod tests {
         for a in 1..body.len() {
             let (out, used) = decode_split(body, &[a, 1, 3]).expect("valid");
             assert_eq!(out, expect, "split {a}");
-            assert_eq!(&body[used..], b"NEXT", "must stop exactly at the end of the body");
+            assert_eq!(
+                &body[used..],
+                b"NEXT",
+                "must stop exactly at the end of the body"
+            );
         }
         let (out, _) = decode_split(body, &[1]).expect("valid");
         assert_eq!(out, expect);
@@ -197,7 +218,11 @@ mod tests {
             b"5;a\x00b\r\nhello\r\n0\r\n\r\n",
             b"10000000000000000\r\n",
         ] {
-            assert!(decode_split(bad, &[1000]).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                decode_split(bad, &[1000]).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -205,15 +230,23 @@ mod tests {
     fn limits_are_enforced_without_buffering() {
         let mut long = b"1;".to_vec();
         long.extend(std::iter::repeat_n(b'a', MAX_SIZE_LINE as usize));
-        assert!(matches!(decode_split(&long, &[7]), Err(HttpError::BadChunk(_))));
+        assert!(matches!(
+            decode_split(&long, &[7]),
+            Err(HttpError::BadChunk(_))
+        ));
         let mut trailers = b"0\r\n".to_vec();
         for _ in 0..2000 {
             trailers.extend_from_slice(b"X: 1\r\n");
         }
-        assert!(matches!(decode_split(&trailers, &[64]), Err(HttpError::BadChunk(_))));
+        assert!(matches!(
+            decode_split(&trailers, &[64]),
+            Err(HttpError::BadChunk(_))
+        ));
         // Sizes near u64::MAX parse but never overflow.
         let mut dec = ChunkedDecoder::new();
-        let p = dec.decode(b"FFFFFFFFFFFFFFFF\r\nab").expect("size fits u64");
+        let p = dec
+            .decode(b"FFFFFFFFFFFFFFFF\r\nab")
+            .expect("size fits u64");
         assert_eq!(p.data, (18, 20));
     }
 }

@@ -19,7 +19,12 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(stream: TcpStream, capacity: usize) -> Conn {
-        Conn { stream, buf: vec![0u8; capacity].into_boxed_slice(), start: 0, end: 0 }
+        Conn {
+            stream,
+            buf: vec![0u8; capacity].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
     }
 
     pub fn stream(&self) -> &TcpStream {
@@ -79,7 +84,8 @@ impl Conn {
         if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+        self.stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
     }
 
     pub fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {

@@ -39,7 +39,10 @@ pub struct Head {
 impl Head {
     /// The first value of a header (names compare case-insensitively).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -62,13 +65,17 @@ pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Option<(Head, usize)>, Ht
             return Ok(None);
         }
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(HttpError::HeadersTooLarge { limit: limits.max_headers as u64 })
+            return Err(HttpError::HeadersTooLarge {
+                limit: limits.max_headers as u64,
+            })
         }
         Err(httparse::Error::Version) => return Err(HttpError::BadRequest("unsupported version")),
         Err(_) => return Err(HttpError::BadRequest("malformed request head")),
     };
     if len > limits.max_head {
-        return Err(HttpError::HeadersTooLarge { limit: limits.max_head as u64 });
+        return Err(HttpError::HeadersTooLarge {
+            limit: limits.max_head as u64,
+        });
     }
     let method = req.method.unwrap_or_default().to_string();
     let minor = req.version.unwrap_or(1);
@@ -88,18 +95,37 @@ pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Option<(Head, usize)>, Ht
             return Err(HttpError::ExpectationFailed);
         }
     }
-    if minor == 1 && headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("host")).count() != 1 {
-        return Err(HttpError::BadRequest("HTTP/1.1 needs exactly one Host header"));
+    if minor == 1
+        && headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("host"))
+            .count()
+            != 1
+    {
+        return Err(HttpError::BadRequest(
+            "HTTP/1.1 needs exactly one Host header",
+        ));
     }
     let keep_alive = keep_alive(&headers, minor);
     Ok(Some((
-        Head { method, path, query, headers, framing, keep_alive, expect_continue },
+        Head {
+            method,
+            path,
+            query,
+            headers,
+            framing,
+            keep_alive,
+            expect_continue,
+        },
         len,
     )))
 }
 
 fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// origin-form `/p?q`, absolute-form `http://host/p?q`, or `*` for OPTIONS.
@@ -115,7 +141,9 @@ fn split_target(target: &str, method: &str) -> Result<(String, Option<String>), 
             None => "/",
         }
     } else {
-        return Err(HttpError::BadRequest("request target must be a path or an absolute URL"));
+        return Err(HttpError::BadRequest(
+            "request target must be a path or an absolute URL",
+        ));
     };
     let rest = rest.split('#').next().unwrap_or(rest);
     Ok(match rest.split_once('?') {
@@ -155,12 +183,12 @@ fn framing(headers: &[(String, String)], minor: u8) -> Result<Framing, HttpError
         }
     }
     match (te, length) {
-        (Some(_), Some(_)) => {
-            Err(HttpError::BadRequest("both Content-Length and Transfer-Encoding"))
-        }
-        (Some(_), None) if minor == 0 => {
-            Err(HttpError::BadRequest("Transfer-Encoding in an HTTP/1.0 request"))
-        }
+        (Some(_), Some(_)) => Err(HttpError::BadRequest(
+            "both Content-Length and Transfer-Encoding",
+        )),
+        (Some(_), None) if minor == 0 => Err(HttpError::BadRequest(
+            "Transfer-Encoding in an HTTP/1.0 request",
+        )),
         (Some(te), None) if te.trim().eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
         (Some(_), None) => Err(HttpError::UnsupportedTransferEncoding),
         (None, Some(0)) | (None, None) => Ok(Framing::None),
@@ -173,7 +201,8 @@ pub fn parse_content_length(s: &str) -> Result<u64, HttpError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(HttpError::BadRequest("invalid Content-Length"));
     }
-    s.parse::<u64>().map_err(|_| HttpError::BadRequest("Content-Length too large"))
+    s.parse::<u64>()
+        .map_err(|_| HttpError::BadRequest("Content-Length too large"))
 }
 
 fn keep_alive(headers: &[(String, String)], minor: u8) -> bool {
@@ -195,7 +224,10 @@ fn keep_alive(headers: &[(String, String)], minor: u8) -> bool {
 mod tests {
     use super::*;
 
-    const LIMITS: HeadLimits = HeadLimits { max_head: 8192, max_headers: 64 };
+    const LIMITS: HeadLimits = HeadLimits {
+        max_head: 8192,
+        max_headers: 64,
+    };
 
     fn parse_ok(s: &str) -> Head {
         match parse(s.as_bytes(), LIMITS) {
@@ -218,7 +250,10 @@ mod tests {
     fn every_prefix_is_incomplete_and_the_whole_is_complete() {
         let s = "POST /upload?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n";
         for i in 0..s.len() {
-            assert!(matches!(parse(&s.as_bytes()[..i], LIMITS), Ok(None)), "prefix {i}");
+            assert!(
+                matches!(parse(&s.as_bytes()[..i], LIMITS), Ok(None)),
+                "prefix {i}"
+            );
         }
         let h = parse_ok(s);
         assert_eq!(h.method, "POST");
@@ -235,11 +270,21 @@ mod tests {
         // Over 4 GiB must parse on 32-bit too: it is a u64 all the way.
         let h = parse_ok("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000000000\r\n\r\n");
         assert_eq!(h.framing, Framing::Length(5_000_000_000));
-        let h = parse_ok("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n");
+        let h =
+            parse_ok("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n");
         assert_eq!(h.framing, Framing::Length(7));
         let h = parse_ok("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 7, 7\r\n\r\n");
         assert_eq!(h.framing, Framing::Length(7));
-        for bad in ["7, 8", "+7", "-1", "0x10", "7 7", "", "99999999999999999999", "1_0"] {
+        for bad in [
+            "7, 8",
+            "+7",
+            "-1",
+            "0x10",
+            "7 7",
+            "",
+            "99999999999999999999",
+            "1_0",
+        ] {
             let s = format!("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: {bad}\r\n\r\n");
             assert!(matches!(parse_err(&s), HttpError::BadRequest(_)), "{bad:?}");
         }
@@ -253,13 +298,26 @@ mod tests {
         assert_eq!(h.framing, Framing::Chunked);
         let h = parse_ok("PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n");
         assert_eq!(h.framing, Framing::Chunked);
-        for te in ["gzip, chunked", "chunked, chunked", "identity", "xchunked", "chunked;q=1"] {
+        for te in [
+            "gzip, chunked",
+            "chunked, chunked",
+            "identity",
+            "xchunked",
+            "chunked;q=1",
+        ] {
             let s = format!("PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {te}\r\n\r\n");
-            assert!(matches!(parse_err(&s), HttpError::UnsupportedTransferEncoding), "{te}");
+            assert!(
+                matches!(parse_err(&s), HttpError::UnsupportedTransferEncoding),
+                "{te}"
+            );
         }
         let s = "PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert!(matches!(parse_err(s), HttpError::UnsupportedTransferEncoding));
-        let s = "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(matches!(
+            parse_err(s),
+            HttpError::UnsupportedTransferEncoding
+        ));
+        let s =
+            "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert!(matches!(parse_err(s), HttpError::BadRequest(_)));
         let s = "PUT / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert!(matches!(parse_err(s), HttpError::BadRequest(_)));
@@ -267,7 +325,10 @@ mod tests {
 
     #[test]
     fn host_expect_and_versions() {
-        assert!(matches!(parse_err("GET / HTTP/1.1\r\n\r\n"), HttpError::BadRequest(_)));
+        assert!(matches!(
+            parse_err("GET / HTTP/1.1\r\n\r\n"),
+            HttpError::BadRequest(_)
+        ));
         assert!(matches!(
             parse_err("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
             HttpError::BadRequest(_)
@@ -284,19 +345,31 @@ mod tests {
             parse_err("PUT / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n"),
             HttpError::ExpectationFailed
         ));
-        assert!(matches!(parse_err("GET / HTTP/2.0\r\n\r\n"), HttpError::BadRequest(_)));
-        assert!(matches!(parse_err("GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n"), HttpError::BadRequest(_)));
+        assert!(matches!(
+            parse_err("GET / HTTP/2.0\r\n\r\n"),
+            HttpError::BadRequest(_)
+        ));
+        assert!(matches!(
+            parse_err("GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n"),
+            HttpError::BadRequest(_)
+        ));
     }
 
     #[test]
     fn targets() {
         let h = parse_ok("GET http://pi.local:8080/files/x?y=1 HTTP/1.1\r\nHost: a\r\n\r\n");
-        assert_eq!((h.path.as_str(), h.query.as_deref()), ("/files/x", Some("y=1")));
+        assert_eq!(
+            (h.path.as_str(), h.query.as_deref()),
+            ("/files/x", Some("y=1"))
+        );
         let h = parse_ok("GET http://pi.local HTTP/1.1\r\nHost: a\r\n\r\n");
         assert_eq!(h.path, "/");
         let h = parse_ok("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
         assert_eq!(h.path, "*");
-        assert!(matches!(parse_err("GET x HTTP/1.1\r\nHost: a\r\n\r\n"), HttpError::BadRequest(_)));
+        assert!(matches!(
+            parse_err("GET x HTTP/1.1\r\nHost: a\r\n\r\n"),
+            HttpError::BadRequest(_)
+        ));
         assert!(matches!(
             parse_err("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"),
             HttpError::BadRequest(_)
@@ -305,7 +378,10 @@ mod tests {
 
     #[test]
     fn size_limits() {
-        let small = HeadLimits { max_head: 64, max_headers: 4 };
+        let small = HeadLimits {
+            max_head: 64,
+            max_headers: 4,
+        };
         let long_line = format!("GET /{} HTTP/1.1", "a".repeat(100));
         assert!(matches!(
             parse(&long_line.as_bytes()[..64], small),
@@ -317,7 +393,13 @@ mod tests {
             Err(HttpError::HeadersTooLarge { .. })
         ));
         let many = "GET / HTTP/1.1\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\n\r\n";
-        let limits = HeadLimits { max_head: 8192, max_headers: 4 };
-        assert!(matches!(parse(many.as_bytes(), limits), Err(HttpError::HeadersTooLarge { .. })));
+        let limits = HeadLimits {
+            max_head: 8192,
+            max_headers: 4,
+        };
+        assert!(matches!(
+            parse(many.as_bytes(), limits),
+            Err(HttpError::HeadersTooLarge { .. })
+        ));
     }
 }

@@ -13,15 +13,23 @@ pub enum ByteRange {
 
 pub fn parse(header: &str, len: u64) -> ByteRange {
     let h = header.trim();
-    let Some(spec) = h.get(..6).filter(|p| p.eq_ignore_ascii_case("bytes=")).map(|_| &h[6..]) else {
+    let Some(spec) = h
+        .get(..6)
+        .filter(|p| p.eq_ignore_ascii_case("bytes="))
+        .map(|_| &h[6..])
+    else {
         return ByteRange::Full;
     };
     if spec.contains(',') {
         return ByteRange::Full;
     }
-    let Some((a, b)) = spec.trim().split_once('-') else { return ByteRange::Full };
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return ByteRange::Full;
+    };
     let num = |s: &str| -> Option<u64> {
-        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
     };
     match (a.is_empty(), b.is_empty()) {
         (true, true) => ByteRange::Full,
@@ -32,7 +40,9 @@ pub fn parse(header: &str, len: u64) -> ByteRange {
             Some(n) => ByteRange::Partial(len - n.min(len), len - 1),
         },
         (false, _) => {
-            let Some(start) = num(a) else { return ByteRange::Full };
+            let Some(start) = num(a) else {
+                return ByteRange::Full;
+            };
             let end = if b.is_empty() {
                 u64::MAX
             } else {
@@ -73,7 +83,10 @@ mod tests {
         assert_eq!(parse("bytes=-", 1000), Full);
         assert_eq!(parse("bytes=99999999999999999999-", 1000), Full);
         // Past 4 GiB (u64 on 32-bit ARM too).
-        assert_eq!(parse("bytes=5000000000-", 6_000_000_000), Partial(5_000_000_000, 5_999_999_999));
+        assert_eq!(
+            parse("bytes=5000000000-", 6_000_000_000),
+            Partial(5_000_000_000, 5_999_999_999)
+        );
         assert_eq!(parse("", 10), Full);
         assert_eq!(parse("bytes", 10), Full);
     }

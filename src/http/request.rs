@@ -52,7 +52,14 @@ impl<'c> Body<'c> {
             Framing::Chunked => Kind::Chunked(ChunkedDecoder::new()),
         };
         let continue_pending = head.expect_continue && head.framing != Framing::None;
-        Body { conn, kind, read: 0, continue_pending, idle, failed: false }
+        Body {
+            conn,
+            kind,
+            read: 0,
+            continue_pending,
+            idle,
+            failed: false,
+        }
     }
 
     /// The declared length, when the body has one.
@@ -93,7 +100,9 @@ impl<'c> Body<'c> {
     fn send_continue(&mut self) -> io::Result<()> {
         if self.continue_pending {
             self.continue_pending = false;
-            (&*self.conn.stream()).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            self.conn
+                .stream()
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
         Ok(())
     }
@@ -105,7 +114,9 @@ impl<'c> Body<'c> {
                 if *remaining == 0 || out.is_empty() {
                     return Ok(0);
                 }
-                let want = usize::try_from(*remaining).unwrap_or(usize::MAX).min(out.len());
+                let want = usize::try_from(*remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(out.len());
                 let n = self.conn.read_into(&mut out[..want])?;
                 if n == 0 {
                     return Err(io::ErrorKind::UnexpectedEof.into());
@@ -146,7 +157,9 @@ impl<'c> Body<'c> {
             if left == 0 {
                 return false;
             }
-            let want = usize::try_from(left).unwrap_or(usize::MAX).min(scratch.len());
+            let want = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(scratch.len());
             match self.read(&mut scratch[..want]) {
                 Ok(0) => return self.is_complete(),
                 Ok(n) => left -= n as u64,
@@ -160,7 +173,9 @@ impl<'c> Body<'c> {
 impl Read for Body<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if self.failed {
-            return Err(io::Error::other(HttpError::BadRequest("body already failed")));
+            return Err(io::Error::other(HttpError::BadRequest(
+                "body already failed",
+            )));
         }
         let r = self.send_continue().and_then(|_| self.read_inner(out));
         match r {

@@ -39,10 +39,19 @@ pub struct Response {
 
 impl Response {
     pub fn new(status: u16) -> Response {
-        Response { status, headers: Vec::new(), payload: Payload::Empty, close: false }
+        Response {
+            status,
+            headers: Vec::new(),
+            payload: Payload::Empty,
+            close: false,
+        }
     }
 
-    pub fn with_body(status: u16, content_type: &str, body: impl Into<Cow<'static, [u8]>>) -> Response {
+    pub fn with_body(
+        status: u16,
+        content_type: &str,
+        body: impl Into<Cow<'static, [u8]>>,
+    ) -> Response {
         let mut r = Response::new(status);
         r.payload = Payload::Bytes(body.into());
         r.header("Content-Type", content_type)
@@ -61,7 +70,6 @@ impl Response {
     pub fn set_header(&mut self, name: &'static str, value: impl Into<String>) {
         self.headers.push((Cow::Borrowed(name), value.into()));
     }
-
 }
 
 /// A header value that cannot end the header or the line: visible ASCII, space, tab, and
@@ -109,8 +117,15 @@ pub fn write(
     keep_alive: bool,
 ) -> io::Result<u64> {
     let mut head = String::with_capacity(256);
-    head.push_str(&format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status)));
-    head.push_str(&format!("Date: {}\r\n", http_date(std::time::SystemTime::now())));
+    head.push_str(&format!(
+        "HTTP/1.1 {} {}\r\n",
+        resp.status,
+        reason(resp.status)
+    ));
+    head.push_str(&format!(
+        "Date: {}\r\n",
+        http_date(std::time::SystemTime::now())
+    ));
     for (name, value) in &resp.headers {
         if is_safe_header_value(value) {
             head.push_str(&format!("{name}: {value}\r\n"));
@@ -123,7 +138,11 @@ pub fn write(
     if !bodyless {
         head.push_str(&format!("Content-Length: {len}\r\n"));
     }
-    head.push_str(if keep_alive { "Connection: keep-alive\r\n\r\n" } else { "Connection: close\r\n\r\n" });
+    head.push_str(if keep_alive {
+        "Connection: keep-alive\r\n\r\n"
+    } else {
+        "Connection: close\r\n\r\n"
+    });
     let mut out = stream;
     if head_only || bodyless {
         out.write_all(head.as_bytes())?;
@@ -141,12 +160,19 @@ pub fn write(
             out.write_all(&all)?;
             Ok(b.len() as u64)
         }
-        Payload::File { mut file, start, len } => {
+        Payload::File {
+            mut file,
+            start,
+            len,
+        } => {
             out.write_all(head.as_bytes())?;
             file.seek(SeekFrom::Start(start))?;
             let sent = io::copy(&mut file.take(len), &mut out)?;
             if sent != len {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while sent"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while sent",
+                ));
             }
             Ok(sent)
         }

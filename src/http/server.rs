@@ -161,7 +161,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, tx: SyncSender<Job>
             }
         };
         shared.queued.fetch_add(1, Ordering::SeqCst);
-        match tx.try_send(Job { stream, peer, _slot: slot }) {
+        match tx.try_send(Job {
+            stream,
+            peer,
+            _slot: slot,
+        }) {
             Ok(()) => {}
             Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
                 shared.queued.fetch_sub(1, Ordering::SeqCst);
@@ -178,12 +182,21 @@ fn claim(shared: &Arc<Shared>, ip: IpAddr) -> Option<ClientSlot> {
         return None;
     }
     *n += 1;
-    Some(ClientSlot { shared: shared.clone(), ip })
+    Some(ClientSlot {
+        shared: shared.clone(),
+        ip,
+    })
 }
 
 /// A fast answer from the acceptor thread, which must never block on a client.
 fn refuse(shared: &Shared, stream: TcpStream, err: &AppError) {
-    log::warn!("refused a connection from {}: {err}", stream.peer_addr().map(|a| a.to_string()).unwrap_or_default());
+    log::warn!(
+        "refused a connection from {}: {err}",
+        stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
     let _ = stream.set_nonblocking(true);
     // Drain what the client already sent, so closing does not reset before it reads our answer.
     let mut scratch = [0u8; 4096];
@@ -209,7 +222,11 @@ fn worker(shared: &Arc<Shared>, rx: &Arc<Mutex<Receiver<Job>>>) {
         shared.queued.fetch_sub(1, Ordering::SeqCst);
         let peer = job.peer;
         // Our own bugs must not kill the worker either.
-        if catch_unwind(AssertUnwindSafe(|| serve_connection(shared, job.stream, peer))).is_err() {
+        if catch_unwind(AssertUnwindSafe(|| {
+            serve_connection(shared, job.stream, peer)
+        }))
+        .is_err()
+        {
             log::error!("connection from {peer} ended by a panic");
         }
     }
@@ -247,12 +264,18 @@ fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         first = false;
         let started = Instant::now();
         let head_only = head.method == "HEAD";
-        let mut req = Request { body: Body::new(&mut conn, &head, cfg.body_timeout), head };
+        let mut req = Request {
+            body: Body::new(&mut conn, &head, cfg.body_timeout),
+            head,
+        };
         let resp = match catch_unwind(AssertUnwindSafe(|| shared.service.handle(&mut req))) {
             Ok(r) => r,
             Err(_) => {
                 log::error!("handler panicked on {} {}", req.head.method, req.head.path);
-                shared.service.error(&AppError::Internal).header("Connection", "close")
+                shared
+                    .service
+                    .error(&AppError::Internal)
+                    .header("Connection", "close")
             }
         };
         let mut keep = req.head.keep_alive && !resp.close && !shared.stop.load(Ordering::SeqCst);
@@ -296,7 +319,11 @@ fn next_head(shared: &Shared, conn: &mut Conn, first: bool) -> Result<Next, Http
     let cfg = &shared.cfg;
     let accepted = Instant::now();
     if conn.buffered().is_empty() {
-        let idle_limit = if first { cfg.header_timeout } else { cfg.keepalive_timeout };
+        let idle_limit = if first {
+            cfg.header_timeout
+        } else {
+            cfg.keepalive_timeout
+        };
         loop {
             if !first && shared.stop.load(Ordering::SeqCst) {
                 return Ok(Next::Closed);
@@ -308,7 +335,11 @@ fn next_head(shared: &Shared, conn: &mut Conn, first: bool) -> Result<Next, Http
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     let waited = accepted.elapsed();
                     if waited >= idle_limit {
-                        return if first { Err(HttpError::Timeout) } else { Ok(Next::Closed) };
+                        return if first {
+                            Err(HttpError::Timeout)
+                        } else {
+                            Ok(Next::Closed)
+                        };
                     }
                     if !first && shared.queued.load(Ordering::SeqCst) > 0 {
                         return Ok(Next::Closed);
@@ -322,7 +353,11 @@ fn next_head(shared: &Shared, conn: &mut Conn, first: bool) -> Result<Next, Http
     let deadline = if first { accepted } else { Instant::now() } + cfg.header_timeout;
     loop {
         // Tolerate the empty lines some clients send between requests (RFC 9112 §2.2).
-        let skip = conn.buffered().iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+        let skip = conn
+            .buffered()
+            .iter()
+            .take_while(|b| **b == b'\r' || **b == b'\n')
+            .count();
         conn.consume(skip);
         if let Some((head, len)) = head::parse(conn.buffered(), cfg.head)? {
             conn.consume(len);
@@ -331,7 +366,11 @@ fn next_head(shared: &Shared, conn: &mut Conn, first: bool) -> Result<Next, Http
         conn.read_until(deadline).map_err(|_| HttpError::Timeout)?;
         match conn.fill_more() {
             Ok(0) if conn.buffered().is_empty() => return Ok(Next::Closed),
-            Ok(0) => return Err(HttpError::BadRequest("connection closed inside the request head")),
+            Ok(0) => {
+                return Err(HttpError::BadRequest(
+                    "connection closed inside the request head",
+                ))
+            }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(HttpError::Timeout),
             Err(e) => return Err(HttpError::Io(e)),

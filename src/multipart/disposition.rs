@@ -165,7 +165,7 @@ pub fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
         if s[i] == b'%' {
             let hi = (*s.get(i + 1)? as char).to_digit(16)?;
             let lo = (*s.get(i + 2)? as char).to_digit(16)?;
-            out.push((hi * 16 + lo) as u8);
+            out.push(u8::try_from(hi * 16 + lo).ok()?);
             i += 3;
         } else {
             out.push(s[i]);
@@ -188,38 +188,76 @@ mod tests {
         let d = parse(b"form-data; name=\"file\"; filename=\"a b.png\"").expect("form-data");
         assert_eq!(d.name.as_deref(), Some("file"));
         assert_eq!(d.filename.as_deref(), Some("a b.png"));
-        assert_eq!(filename("form-data; name=f; filename=plain.txt"), Some("plain.txt".into()));
-        assert_eq!(filename("Form-Data; NAME=\"f\"; FILENAME=\"x.txt\""), Some("x.txt".into()));
+        assert_eq!(
+            filename("form-data; name=f; filename=plain.txt"),
+            Some("plain.txt".into())
+        );
+        assert_eq!(
+            filename("Form-Data; NAME=\"f\"; FILENAME=\"x.txt\""),
+            Some("x.txt".into())
+        );
         // WHATWG escapes from Chrome/Firefox.
-        assert_eq!(filename("form-data; name=f; filename=\"a%22b%0D%0Ac.txt\""), Some("a\"b\r\nc.txt".into()));
+        assert_eq!(
+            filename("form-data; name=f; filename=\"a%22b%0D%0Ac.txt\""),
+            Some("a\"b\r\nc.txt".into())
+        );
         // Other percent signs are literal.
-        assert_eq!(filename("form-data; name=f; filename=\"100%.txt\""), Some("100%.txt".into()));
-        assert_eq!(filename("form-data; name=f; filename=\"50%25.txt\""), Some("50%25.txt".into()));
+        assert_eq!(
+            filename("form-data; name=f; filename=\"100%.txt\""),
+            Some("100%.txt".into())
+        );
+        assert_eq!(
+            filename("form-data; name=f; filename=\"50%25.txt\""),
+            Some("50%25.txt".into())
+        );
         // curl --form-escape.
-        assert_eq!(filename("form-data; name=f; filename=\"a\\\"b\\\\c.txt\""), Some("a\"b\\c.txt".into()));
+        assert_eq!(
+            filename("form-data; name=f; filename=\"a\\\"b\\\\c.txt\""),
+            Some("a\"b\\c.txt".into())
+        );
         // IE's full path keeps its backslashes here; original_name trims it later.
         assert_eq!(
             filename("form-data; name=f; filename=\"C:\\Users\\me\\photo.png\""),
             Some("C:\\Users\\me\\photo.png".into())
         );
         // Raw UTF-8.
-        assert_eq!(filename("form-data; name=f; filename=\"日本.txt\""), Some("日本.txt".into()));
+        assert_eq!(
+            filename("form-data; name=f; filename=\"日本.txt\""),
+            Some("日本.txt".into())
+        );
         // RFC 8187 wins.
         assert_eq!(
-            filename("form-data; name=f; filename=\"euro.txt\"; filename*=UTF-8''%E2%82%AC%20rates.txt"),
+            filename(
+                "form-data; name=f; filename=\"euro.txt\"; filename*=UTF-8''%E2%82%AC%20rates.txt"
+            ),
             Some("€ rates.txt".into())
         );
-        assert_eq!(filename("form-data; name=f; filename*=iso-8859-1'en'%E9t%E9.txt"), Some("été.txt".into()));
+        assert_eq!(
+            filename("form-data; name=f; filename*=iso-8859-1'en'%E9t%E9.txt"),
+            Some("été.txt".into())
+        );
         // A semicolon inside quotes is part of the name.
-        assert_eq!(filename("form-data; name=f; filename=\"a;b.txt\""), Some("a;b.txt".into()));
+        assert_eq!(
+            filename("form-data; name=f; filename=\"a;b.txt\""),
+            Some("a;b.txt".into())
+        );
         assert_eq!(parse(b"attachment; filename=\"x\""), None);
         assert_eq!(filename("form-data; name=\"f\""), None);
     }
 
     #[test]
     fn malformed_values_do_not_panic() {
-        for v in ["", ";", "form-data;", "form-data; =", "form-data; name=\"", "form-data; filename*=UTF-8''%G1",
-            "form-data; filename=\"%", "form-data; filename=\"%2", "form-data; a; b; =c"] {
+        for v in [
+            "",
+            ";",
+            "form-data;",
+            "form-data; =",
+            "form-data; name=\"",
+            "form-data; filename*=UTF-8''%G1",
+            "form-data; filename=\"%",
+            "form-data; filename=\"%2",
+            "form-data; a; b; =c",
+        ] {
             let _ = parse(v.as_bytes());
         }
     }

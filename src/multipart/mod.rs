@@ -84,14 +84,24 @@ pub fn boundary(content_type: &str) -> Result<String, MultipartError> {
     let mut it = content_type.split(';');
     let mime = it.next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("multipart/form-data") {
-        return Err(MultipartError::BadContentType("Content-Type is not multipart/form-data"));
+        return Err(MultipartError::BadContentType(
+            "Content-Type is not multipart/form-data",
+        ));
     }
     for param in it {
-        let Some((k, v)) = param.split_once('=') else { continue };
+        let Some((k, v)) = param.split_once('=') else {
+            continue;
+        };
         if k.trim().eq_ignore_ascii_case("boundary") {
             let v = v.trim();
-            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
-            if v.is_empty() || v.len() > MAX_BOUNDARY || v.bytes().any(|b| b < 0x20 || b > 0x7e) {
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
+            if v.is_empty()
+                || v.len() > MAX_BOUNDARY
+                || v.bytes().any(|b| !(0x20..=0x7e).contains(&b))
+            {
                 return Err(MultipartError::BadContentType("invalid boundary"));
             }
             return Ok(v.to_string());
@@ -185,15 +195,22 @@ impl<R: Read> Multipart<R> {
             if !self.want(1)? {
                 return Err(MultipartError::Malformed("empty body").into());
             }
-            let skip = self.buffered().iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+            let skip = self
+                .buffered()
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .count();
             if skip == 0 {
                 break;
             }
             self.start += skip;
         }
         let dash_boundary_len = self.delim.len() - 2;
-        if !self.want(dash_boundary_len)? || self.buffered()[..dash_boundary_len] != self.delim[2..] {
-            return Err(MultipartError::Malformed("the body does not start with the boundary").into());
+        if !self.want(dash_boundary_len)? || self.buffered()[..dash_boundary_len] != self.delim[2..]
+        {
+            return Err(
+                MultipartError::Malformed("the body does not start with the boundary").into(),
+            );
         }
         match self.after_delimiter(dash_boundary_len)? {
             Some(next) => {
@@ -217,7 +234,11 @@ impl<R: Read> Multipart<R> {
         let mut pad = 0;
         loop {
             if !self.want(len + pad + 2)? {
-                return if self.eof { Err(MultipartError::Truncated.into()) } else { Ok(None) };
+                return if self.eof {
+                    Err(MultipartError::Truncated.into())
+                } else {
+                    Ok(None)
+                };
             }
             let b = self.buffered()[len + pad];
             if b == b' ' || b == b'\t' {
@@ -244,7 +265,10 @@ impl<R: Read> Multipart<R> {
                     self.start += len;
                     self.parts += 1;
                     if self.parts > self.max_parts {
-                        return Err(MultipartError::TooManyParts { limit: self.max_parts }.into());
+                        return Err(MultipartError::TooManyParts {
+                            limit: self.max_parts,
+                        }
+                        .into());
                     }
                     self.state = State::Body;
                     return Ok(head);
@@ -327,23 +351,33 @@ fn part_head(headers: &[httparse::Header<'_>]) -> Result<PartHead, MultipartErro
     let mut content_type = None;
     for h in headers {
         if h.name.eq_ignore_ascii_case("content-disposition") {
-            disposition = Some(
-                disposition::parse(h.value)
-                    .ok_or(MultipartError::Malformed("Content-Disposition is not form-data"))?,
-            );
+            disposition = Some(disposition::parse(h.value).ok_or(MultipartError::Malformed(
+                "Content-Disposition is not form-data",
+            ))?);
         } else if h.name.eq_ignore_ascii_case("content-type") {
             content_type = Some(String::from_utf8_lossy(h.value).trim().to_string());
         } else if h.name.eq_ignore_ascii_case("content-transfer-encoding") {
             let v = String::from_utf8_lossy(h.value);
             let v = v.trim();
-            if !["7bit", "8bit", "binary"].iter().any(|ok| v.eq_ignore_ascii_case(ok)) {
+            if !["7bit", "8bit", "binary"]
+                .iter()
+                .any(|ok| v.eq_ignore_ascii_case(ok))
+            {
                 return Err(MultipartError::UnsupportedEncoding);
             }
         }
     }
-    let d = disposition.ok_or(MultipartError::Malformed("a part has no Content-Disposition"))?;
-    let name = d.name.ok_or(MultipartError::Malformed("a part has no name"))?;
-    Ok(PartHead { name, filename: d.filename, content_type })
+    let d = disposition.ok_or(MultipartError::Malformed(
+        "a part has no Content-Disposition",
+    ))?;
+    let name = d
+        .name
+        .ok_or(MultipartError::Malformed("a part has no name"))?;
+    Ok(PartHead {
+        name,
+        filename: d.filename,
+        content_type,
+    })
 }
 
 #[cfg(test)]

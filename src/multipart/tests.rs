@@ -1,6 +1,12 @@
 //! Parser tests: the shared corpus of real browser captures and python-multipart edge cases at
 //! every split point, tiny buffers, and random bodies checked against the bodies' construction.
 
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::type_complexity,
+    reason = "random test data truncates on purpose; expected-part tuples stay local"
+)]
+
 use super::*;
 use std::path::PathBuf;
 
@@ -33,8 +39,17 @@ struct Part {
     data: Vec<u8>,
 }
 
-fn parse_all(body: &[u8], boundary: &str, pieces: &[usize], cap: usize) -> Result<Vec<Part>, MultipartError> {
-    let src = Chunked { data: body, pieces: pieces.to_vec(), k: 0 };
+fn parse_all(
+    body: &[u8],
+    boundary: &str,
+    pieces: &[usize],
+    cap: usize,
+) -> Result<Vec<Part>, MultipartError> {
+    let src = Chunked {
+        data: body,
+        pieces: pieces.to_vec(),
+        k: 0,
+    };
     let mut mp = Multipart::new(src, boundary, cap, 1000);
     let mut parts: Vec<Part> = Vec::new();
     loop {
@@ -47,7 +62,11 @@ fn parse_all(body: &[u8], boundary: &str, pieces: &[usize], cap: usize) -> Resul
             }),
             Ok(Event::Data(d)) => {
                 assert!(!d.is_empty(), "empty data events are noise");
-                parts.last_mut().expect("data belongs to a part").data.extend_from_slice(d)
+                parts
+                    .last_mut()
+                    .expect("data belongs to a part")
+                    .data
+                    .extend_from_slice(d)
             }
             Ok(Event::PartEnd) => {}
             Ok(Event::End) => return Ok(parts),
@@ -59,7 +78,11 @@ fn parse_all(body: &[u8], boundary: &str, pieces: &[usize], cap: usize) -> Resul
 
 fn corpus() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/multipart");
-    assert!(dir.is_dir(), "the shared corpus must be at {}", dir.display());
+    assert!(
+        dir.is_dir(),
+        "the shared corpus must be at {}",
+        dir.display()
+    );
     dir
 }
 
@@ -129,14 +152,18 @@ fn read_case(yaml: &str) -> Case {
     if in_data {
         parts.last_mut().expect("part").2 = base64(&data);
     }
-    Case { boundary, expected: if error { Err(()) } else { Ok(parts) } }
+    Case {
+        boundary,
+        expected: if error { Err(()) } else { Ok(parts) },
+    }
 }
 
 /// Cases whose parts use base64 / quoted-printable: pidrop refuses them (RFC 7578 §4.7)
 /// rather than store undecoded bytes.
 fn uses_refused_encoding(body: &[u8]) -> bool {
     let lower = String::from_utf8_lossy(body).to_ascii_lowercase();
-    lower.contains("transfer-encoding: base64") || lower.contains("transfer-encoding: quoted-printable")
+    lower.contains("transfer-encoding: base64")
+        || lower.contains("transfer-encoding: quoted-printable")
 }
 
 #[test]
@@ -148,9 +175,14 @@ fn edge_cases_at_every_split_point() {
         if path.extension().and_then(|e| e.to_str()) != Some("http") {
             continue;
         }
-        let stem = path.file_stem().and_then(|s| s.to_str()).expect("name").to_string();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("name")
+            .to_string();
         let body = std::fs::read(&path).expect("body");
-        let mut case = read_case(&std::fs::read_to_string(path.with_extension("yaml")).expect("yaml"));
+        let mut case =
+            read_case(&std::fs::read_to_string(path.with_extension("yaml")).expect("yaml"));
         if stem == "single_field_blocks" {
             // Its YAML says `--boundary`, but the body is delimited by `boundary` (upstream feeds
             // this case to a test of its own with that boundary).
@@ -183,15 +215,24 @@ fn edge_cases_at_every_split_point() {
         }
         seen += 1;
     }
-    assert!(seen >= 25, "expected the whole edge-case corpus, saw {seen}");
+    assert!(
+        seen >= 25,
+        "expected the whole edge-case corpus, saw {seen}"
+    );
 }
 
 #[test]
 fn browser_captures_at_every_split_point() {
     let dir = corpus().join("browsers");
     let cases = [
-        ("firefox3-2png1txt", "---------------------------186454651713519341951581030105"),
-        ("firefox3-2pnglongtext", "---------------------------14904044739787191031754711748"),
+        (
+            "firefox3-2png1txt",
+            "---------------------------186454651713519341951581030105",
+        ),
+        (
+            "firefox3-2pnglongtext",
+            "---------------------------14904044739787191031754711748",
+        ),
         ("opera8-2png1txt", "----------zEO9jQKmLc2Cq88c23Dx19"),
         ("webkit3-2png1txt", "----WebKitFormBoundaryjdSFhcARk8fyGNy6"),
         ("ie6-2png1txt", "---------------------------7d91b03a20128"),
@@ -207,16 +248,28 @@ fn browser_captures_at_every_split_point() {
             text.pop();
         }
         // And it was stored with LF line endings where the browser sent CRLF.
-        let text = String::from_utf8_lossy(&text).replace("\r\n", "\n").replace('\n', "\r\n").into_bytes();
+        let text = String::from_utf8_lossy(&text)
+            .replace("\r\n", "\n")
+            .replace('\n', "\r\n")
+            .into_bytes();
         let step = (body.len() / 200).max(1);
-        for split in (1..body.len()).step_by(step).chain([1, 2, 3, 4096, 8191, 8192, 8193]) {
+        for split in (1..body.len())
+            .step_by(step)
+            .chain([1, 2, 3, 4096, 8191, 8192, 8193])
+        {
             let parts = parse_all(&body, boundary, &[split, 7, 8192], BUFFER_SIZE)
                 .unwrap_or_else(|e| panic!("{name} split {split}: {e}"));
             let files: Vec<&Part> = parts.iter().filter(|p| p.filename.is_some()).collect();
             assert_eq!(files.len(), 2, "{name}");
             assert_eq!(files[0].data, f1, "{name} split {split}");
             assert_eq!(files[1].data, f2, "{name} split {split}");
-            assert_eq!(files[0].content_type.as_deref().map(|c| c.starts_with("image/")), Some(true));
+            assert_eq!(
+                files[0]
+                    .content_type
+                    .as_deref()
+                    .map(|c| c.starts_with("image/")),
+                Some(true)
+            );
             let t = parts.iter().find(|p| p.name == "text").expect("text field");
             assert_eq!(t.data, text, "{name}");
         }
@@ -227,19 +280,38 @@ fn browser_captures_at_every_split_point() {
 fn ie7_sends_a_full_windows_path() {
     let raw = std::fs::read(corpus().join("browsers/ie7_full_path_request.http")).expect("ie7");
     // This capture was stored with LF line endings; the wire had CRLF.
-    let body = String::from_utf8_lossy(&raw).replace("\r\n", "\n").replace('\n', "\r\n").into_bytes();
+    let body = String::from_utf8_lossy(&raw)
+        .replace("\r\n", "\n")
+        .replace('\n', "\r\n")
+        .into_bytes();
     let text = String::from_utf8_lossy(&body);
-    let boundary = text.lines().next().expect("line").trim().strip_prefix("--").expect("boundary line").to_string();
+    let boundary = text
+        .lines()
+        .next()
+        .expect("line")
+        .trim()
+        .strip_prefix("--")
+        .expect("boundary line")
+        .to_string();
     let parts = parse_all(&body, &boundary, &[100], BUFFER_SIZE).expect("parses");
-    let f = parts.iter().find_map(|p| p.filename.clone()).expect("a file part");
+    let f = parts
+        .iter()
+        .find_map(|p| p.filename.clone())
+        .expect("a file part");
     // This capture carries a bare name; full Windows paths are covered in validate.rs.
     assert_eq!(f, "Sellersburg Town Council Meeting 02-22-2010doc.doc");
 }
 
 #[test]
 fn boundary_from_content_type() {
-    assert_eq!(boundary("multipart/form-data; boundary=abc").as_deref(), Ok("abc"));
-    assert_eq!(boundary("Multipart/Form-Data; charset=utf-8; boundary=\"a b\"").as_deref(), Ok("a b"));
+    assert_eq!(
+        boundary("multipart/form-data; boundary=abc").as_deref(),
+        Ok("abc")
+    );
+    assert_eq!(
+        boundary("Multipart/Form-Data; charset=utf-8; boundary=\"a b\"").as_deref(),
+        Ok("a b")
+    );
     assert!(boundary("multipart/form-data").is_err());
     assert!(boundary("application/json; boundary=x").is_err());
     assert!(boundary("multipart/form-data; boundary=").is_err());
@@ -248,17 +320,26 @@ fn boundary_from_content_type() {
 
 #[test]
 fn missing_closing_boundary_is_an_error() {
-    let body = b"--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nhello";
-    assert_eq!(parse_all(body, "b", &[5], 64), Err(MultipartError::Truncated));
+    let body =
+        b"--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nhello";
+    assert_eq!(
+        parse_all(body, "b", &[5], 64),
+        Err(MultipartError::Truncated)
+    );
     let body = b"--b\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\nhello\r\n--b";
-    assert_eq!(parse_all(body, "b", &[5], 64), Err(MultipartError::Truncated));
+    assert_eq!(
+        parse_all(body, "b", &[5], 64),
+        Err(MultipartError::Truncated)
+    );
 }
 
 #[test]
 fn limits() {
     let mut body = Vec::new();
     for i in 0..5 {
-        body.extend_from_slice(format!("--b\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\nx\r\n").as_bytes());
+        body.extend_from_slice(
+            format!("--b\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\nx\r\n").as_bytes(),
+        );
     }
     body.extend_from_slice(b"--b--\r\n");
     let mut mp = Multipart::new(&body[..], "b", 64, 3);
@@ -275,7 +356,10 @@ fn limits() {
         }
     }
     assert_eq!(err, Some(MultipartError::TooManyParts { limit: 3 }));
-    let huge = format!("--b\r\nContent-Disposition: form-data; name=\"f\"\r\nX: {}\r\n\r\nx\r\n--b--", "y".repeat(9000));
+    let huge = format!(
+        "--b\r\nContent-Disposition: form-data; name=\"f\"\r\nX: {}\r\n\r\nx\r\n--b--",
+        "y".repeat(9000)
+    );
     assert!(matches!(
         parse_all(huge.as_bytes(), "b", &[4096], BUFFER_SIZE),
         Err(MultipartError::PartHeadersTooLarge { .. })
@@ -335,7 +419,9 @@ fn random_bodies_with_look_alikes_and_random_chunking() {
             body.extend_from_slice(b"\r\n");
             want.push(Part {
                 name,
-                content_type: filename.as_ref().map(|_| "application/octet-stream".to_string()),
+                content_type: filename
+                    .as_ref()
+                    .map(|_| "application/octet-stream".to_string()),
                 filename,
                 data,
             });

@@ -53,7 +53,14 @@ impl Server {
         let log = root.0.join("server.log");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let (child, addr) = spawn(&dir, &log, &args, env, None);
-        Server { child: Some(child), addr, dir, log, root, args }
+        Server {
+            child: Some(child),
+            addr,
+            dir,
+            log,
+            root,
+            args,
+        }
     }
 
     /// Starts under a shell prefix (e.g. `ulimit -n 40`).
@@ -63,7 +70,14 @@ impl Server {
         let log = root.0.join("server.log");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let (child, addr) = spawn(&dir, &log, &args, &[], Some(prefix));
-        Server { child: Some(child), addr, dir, log, root, args }
+        Server {
+            child: Some(child),
+            addr,
+            dir,
+            log,
+            root,
+            args,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -88,7 +102,10 @@ impl Server {
     /// Sends SIGTERM and waits for the exit status (up to `limit`).
     pub fn terminate(&mut self, limit: Duration) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let until = Instant::now() + limit;
         loop {
             if let Ok(Some(st)) = c.try_wait() {
@@ -122,7 +139,10 @@ impl Server {
 
     /// Stored data files (not the .pidrop directory).
     pub fn stored_files(&self) -> Vec<String> {
-        list(&self.dir).into_iter().filter(|n| n != ".pidrop").collect()
+        list(&self.dir)
+            .into_iter()
+            .filter(|n| n != ".pidrop")
+            .collect()
     }
 
     pub fn temp_files(&self) -> Vec<String> {
@@ -136,7 +156,11 @@ impl Server {
 
 fn list(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -151,10 +175,27 @@ pub fn proc_status(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn spawn(dir: &Path, log: &Path, args: &[String], env: &[(&str, &str)], shell: Option<&str>) -> (Child, SocketAddr) {
+fn spawn(
+    dir: &Path,
+    log: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+    shell: Option<&str>,
+) -> (Child, SocketAddr) {
     let bin = env!("CARGO_BIN_EXE_pidrop");
-    let logf = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
-    let mut full: Vec<String> = vec!["--listen".into(), "127.0.0.1:0".into(), "--dir".into(), dir.display().to_string(), "--min-free".into(), "0".into()];
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let mut full: Vec<String> = vec![
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--dir".into(),
+        dir.display().to_string(),
+        "--min-free".into(),
+        "0".into(),
+    ];
     full.extend(args.iter().cloned());
     let mut cmd = match shell {
         None => {
@@ -163,13 +204,19 @@ fn spawn(dir: &Path, log: &Path, args: &[String], env: &[(&str, &str)], shell: O
             c
         }
         Some(prefix) => {
-            let quoted: Vec<String> = full.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
+            let quoted: Vec<String> = full
+                .iter()
+                .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+                .collect();
             let mut c = Command::new("sh");
-            c.arg("-c").arg(format!("{prefix}; exec '{bin}' {}", quoted.join(" ")));
+            c.arg("-c")
+                .arg(format!("{prefix}; exec '{bin}' {}", quoted.join(" ")));
             c
         }
     };
-    cmd.stdout(Stdio::piped()).stderr(Stdio::from(logf)).stdin(Stdio::null());
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::from(logf))
+        .stdin(Stdio::null());
     cmd.env_remove("NOTIFY_SOCKET").env("RUST_LOG", "info");
     for (k, v) in env {
         cmd.env(k, v);
@@ -177,12 +224,19 @@ fn spawn(dir: &Path, log: &Path, args: &[String], env: &[(&str, &str)], shell: O
     let mut child = cmd.spawn().expect("spawn pidrop");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("first line");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("first line");
     let addr = line
         .trim()
         .strip_prefix("pidrop listening on http://")
         .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}; log: {}", std::fs::read_to_string(log).unwrap_or_default()));
+        .unwrap_or_else(|| {
+            panic!(
+                "unexpected first line {line:?}; log: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        });
     (child, addr)
 }
 
@@ -205,10 +259,14 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -217,12 +275,19 @@ impl Resp {
 
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
     s
 }
 
 /// One request on a fresh connection (Connection: close); reads the whole response.
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
     let mut s = connect(addr);
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
@@ -270,7 +335,10 @@ pub fn read_response<R: BufRead>(r: &mut R, head_only: bool) -> Option<Resp> {
         if status == 100 {
             continue;
         }
-        let len = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse::<usize>().ok());
+        let len = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse::<usize>().ok());
         let mut body = Vec::new();
         if !head_only && status != 204 && status != 304 {
             match len {
@@ -283,7 +351,11 @@ pub fn read_response<R: BufRead>(r: &mut R, head_only: bool) -> Option<Resp> {
                 }
             }
         }
-        return Some(Resp { status, headers, body });
+        return Some(Resp {
+            status,
+            headers,
+            body,
+        });
     }
 }
 
@@ -295,10 +367,19 @@ pub struct Form {
 
 impl Form {
     pub fn new() -> Form {
-        Form { boundary: "----pidropTestBoundary7MA4YWxkTrZu0gW".into(), body: Vec::new() }
+        Form {
+            boundary: "----pidropTestBoundary7MA4YWxkTrZu0gW".into(),
+            body: Vec::new(),
+        }
     }
     pub fn field(mut self, name: &str, value: &str) -> Form {
-        self.body.extend_from_slice(format!("--{}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n", self.boundary).as_bytes());
+        self.body.extend_from_slice(
+            format!(
+                "--{}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n",
+                self.boundary
+            )
+            .as_bytes(),
+        );
         self
     }
     pub fn file(mut self, field: &str, filename: &str, ctype: &str, data: &[u8]) -> Form {
@@ -310,8 +391,12 @@ impl Form {
         self
     }
     pub fn finish(mut self) -> (String, Vec<u8>) {
-        self.body.extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
-        (format!("multipart/form-data; boundary={}", self.boundary), self.body)
+        self.body
+            .extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
+        (
+            format!("multipart/form-data; boundary={}", self.boundary),
+            self.body,
+        )
     }
 }
 
@@ -324,7 +409,13 @@ impl Default for Form {
 /// POST a form to /upload.
 pub fn post_form(addr: SocketAddr, form: Form) -> Resp {
     let (ct, body) = form.finish();
-    request(addr, "POST", "/upload", &[("Content-Type", &ct), ("Accept", "application/json")], &body)
+    request(
+        addr,
+        "POST",
+        "/upload",
+        &[("Content-Type", &ct), ("Accept", "application/json")],
+        &body,
+    )
 }
 
 /// Deterministic pseudo-random bytes.
@@ -348,7 +439,9 @@ pub fn png(extra: usize) -> Vec<u8> {
 }
 
 pub fn jpeg(extra: usize) -> Vec<u8> {
-    let mut v = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0];
+    let mut v = vec![
+        0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0,
+    ];
     v.extend(bytes(9, extra));
     v
 }
@@ -358,8 +451,15 @@ pub fn sha256_hex(data: &[u8]) -> String {
     let dir = TempDir::new("sha");
     let p = dir.0.join("f");
     std::fs::write(&p, data).expect("write");
-    let out = Command::new("sha256sum").arg(&p).output().expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
+    let out = Command::new("sha256sum")
+        .arg(&p)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Waits until `f` is true or the time is up.

@@ -2,7 +2,7 @@
 //! Regression tests for tiny_http's defects are named t1_… to t6_….
 
 use std::io::{BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -16,15 +16,23 @@ fn t1_huge_declared_body_refused_without_reading_keeps_the_server_small() {
     let mut srv = Server::start(&["--max-size", "1G"]);
     let base = srv.rss_kib();
     let mut s = connect(srv.addr);
-    s.write_all(b"PUT /upload/video.mp4 HTTP/1.1\r\nHost: x\r\nContent-Length: 107374182400\r\n\r\n").expect("head");
+    s.write_all(
+        b"PUT /upload/video.mp4 HTTP/1.1\r\nHost: x\r\nContent-Length: 107374182400\r\n\r\n",
+    )
+    .expect("head");
     s.write_all(&vec![0u8; 1 << 20]).expect("1 MB of body");
-    let resp = read_response(&mut BufReader::new(s.try_clone().expect("clone")), false).expect("an answer");
+    let resp = read_response(&mut BufReader::new(s.try_clone().expect("clone")), false)
+        .expect("an answer");
     assert_eq!(resp.status, 413);
     assert_eq!(resp.json()["error"]["code"], "too_large");
     drop(s);
     assert!(srv.alive());
     assert_eq!(srv.get("/healthz").status, 200);
-    assert!(srv.rss_kib() < base + 4096, "RSS grew from {base} to {} KiB", srv.rss_kib());
+    assert!(
+        srv.rss_kib() < base + 4096,
+        "RSS grew from {base} to {} KiB",
+        srv.rss_kib()
+    );
 }
 
 #[test]
@@ -33,15 +41,31 @@ fn t1_client_disconnects_mid_body_while_the_handler_reads() {
     let base = srv.rss_kib();
     for _ in 0..3 {
         let mut s = connect(srv.addr);
-        s.write_all(b"PUT /upload/big.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 10737418240\r\n\r\n").expect("head");
+        s.write_all(
+            b"PUT /upload/big.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 10737418240\r\n\r\n",
+        )
+        .expect("head");
         s.write_all(&bytes(1, 1 << 20)).expect("1 MB");
         drop(s);
     }
-    assert!(eventually(Duration::from_secs(5), || srv.temp_files().is_empty()), "temp files left: {:?}", srv.temp_files());
+    assert!(
+        eventually(Duration::from_secs(5), || srv.temp_files().is_empty()),
+        "temp files left: {:?}",
+        srv.temp_files()
+    );
     assert!(srv.alive());
     assert!(srv.stored_files().is_empty());
-    assert_eq!(srv.get("/files").json()["files"].as_array().map(|a| a.len()), Some(0));
-    assert!(srv.rss_kib() < base + 4096, "RSS grew from {base} to {} KiB", srv.rss_kib());
+    assert_eq!(
+        srv.get("/files").json()["files"]
+            .as_array()
+            .map(|a| a.len()),
+        Some(0)
+    );
+    assert!(
+        srv.rss_kib() < base + 4096,
+        "RSS grew from {base} to {} KiB",
+        srv.rss_kib()
+    );
 }
 
 #[test]
@@ -50,10 +74,15 @@ fn t2_oversized_request_line_headers_and_header_count() {
     let base = srv.rss_kib();
     let long_line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(20_000));
     let out = raw(srv.addr, long_line.as_bytes());
-    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 414 "), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 414 "),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     // A 200 MiB header line: refused at 8 KiB, never buffered.
     let mut s = connect(srv.addr);
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ").expect("head");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        .expect("head");
     let chunk = vec![b'a'; 1 << 20];
     for _ in 0..200 {
         if s.write_all(&chunk).is_err() {
@@ -62,28 +91,48 @@ fn t2_oversized_request_line_headers_and_header_count() {
     }
     let mut got = Vec::new();
     let _ = s.read_to_end(&mut got);
-    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 431 "), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 431 "),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
     let many: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
-    let out = raw(srv.addr, format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes());
+    let out = raw(
+        srv.addr,
+        format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes(),
+    );
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431 "));
     assert!(srv.alive());
-    assert!(srv.rss_kib() < base + 4096, "RSS grew from {base} to {} KiB", srv.rss_kib());
+    assert!(
+        srv.rss_kib() < base + 4096,
+        "RSS grew from {base} to {} KiB",
+        srv.rss_kib()
+    );
 }
 
 /// A socket from another loopback address, so per-client limits see another client.
 fn connect_from(ip: [u8; 4], addr: SocketAddr) -> TcpStream {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     let local: SocketAddr = (std::net::Ipv4Addr::from(ip), 0).into();
     sock.bind(&local.into()).expect("bind 127.0.0.x");
     sock.connect(&addr.into()).expect("connect");
     let s: TcpStream = sock.into();
-    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
     s
 }
 
 #[test]
 fn t3_slow_header_clients_do_not_stop_another_clients_upload() {
-    let srv = Server::start(&["--header-timeout", "3s", "--workers", "8", "--per-client", "4"]);
+    let srv = Server::start(&[
+        "--header-timeout",
+        "3s",
+        "--workers",
+        "8",
+        "--per-client",
+        "4",
+    ]);
     // 300 connections from one address dripping a header.
     let mut slow = Vec::new();
     for _ in 0..300 {
@@ -92,10 +141,22 @@ fn t3_slow_header_clients_do_not_stop_another_clients_upload() {
         slow.push(s);
     }
     let started = Instant::now();
-    let (ct, body) = Form::new().file("file", "photo.png", "image/png", &png(100_000)).finish();
-    let resp = request(srv.addr, "POST", "/upload", &[("Content-Type", &ct), ("Accept", "application/json")], &body);
+    let (ct, body) = Form::new()
+        .file("file", "photo.png", "image/png", &png(100_000))
+        .finish();
+    let resp = request(
+        srv.addr,
+        "POST",
+        "/upload",
+        &[("Content-Type", &ct), ("Accept", "application/json")],
+        &body,
+    );
     assert_eq!(resp.status, 201, "{}", resp.text());
-    assert!(started.elapsed() < Duration::from_secs(2), "upload waited {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "upload waited {:?}",
+        started.elapsed()
+    );
     // Beyond the per-client share they were refused with 429 at once.
     let mut refused = 0;
     for s in slow.iter_mut().skip(4).take(20) {
@@ -125,20 +186,32 @@ fn t3_a_dripping_header_gets_408_at_the_deadline() {
         }
     }
     let _ = s.read_to_end(&mut got);
-    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 408 "), "{:?}", String::from_utf8_lossy(&got));
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 408 "),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
     assert!(started.elapsed() < Duration::from_secs(4));
 }
 
 #[test]
 fn t4_accept_keeps_going_when_file_descriptors_run_out() {
-    let mut srv = Server::start_with_shell("ulimit -n 32", &["--workers", "2", "--queue", "200", "--per-client", "200"]);
+    let mut srv = Server::start_with_shell(
+        "ulimit -n 32",
+        &["--workers", "2", "--queue", "200", "--per-client", "200"],
+    );
     let mut held = Vec::new();
     for _ in 0..60 {
         if let Ok(s) = TcpStream::connect(srv.addr) {
             held.push(s);
         }
     }
-    assert!(eventually(Duration::from_secs(5), || srv.log_text().contains("accept failed")), "no EMFILE seen");
+    assert!(
+        eventually(Duration::from_secs(5), || srv
+            .log_text()
+            .contains("accept failed")),
+        "no EMFILE seen"
+    );
     drop(held);
     assert!(srv.alive(), "the server must not exit when accept fails");
     assert!(eventually(Duration::from_secs(10), || {
@@ -148,7 +221,16 @@ fn t4_accept_keeps_going_when_file_descriptors_run_out() {
 
 #[test]
 fn t5_a_fixed_pool_and_a_fast_503_when_full() {
-    let srv = Server::start(&["--workers", "2", "--queue", "2", "--per-client", "100", "--header-timeout", "5s"]);
+    let srv = Server::start(&[
+        "--workers",
+        "2",
+        "--queue",
+        "2",
+        "--per-client",
+        "100",
+        "--header-timeout",
+        "5s",
+    ]);
     let mut held = Vec::new();
     // Two busy workers and two queued connections (spaced, so each is placed before the next).
     for _ in 0..4 {
@@ -190,10 +272,19 @@ fn t6_smuggling_shapes_get_400_and_never_a_second_response() {
         assert!(text.starts_with("HTTP/1.1 400 "), "{shape:?} -> {text}");
         assert_eq!(count_responses(&out), 1, "{shape:?} -> {text}");
     }
-    for te in ["gzip", "chunked, gzip", "gzip, chunked", "identity", "xchunked"] {
+    for te in [
+        "gzip",
+        "chunked, gzip",
+        "gzip, chunked",
+        "identity",
+        "xchunked",
+    ] {
         let req = format!("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}\r\n\r\n0\r\n\r\n{smuggled}");
         let out = raw(srv.addr, req.as_bytes());
-        assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 501 "), "{te}");
+        assert!(
+            String::from_utf8_lossy(&out).starts_with("HTTP/1.1 501 "),
+            "{te}"
+        );
         assert_eq!(count_responses(&out), 1, "{te}");
     }
 }
@@ -202,14 +293,36 @@ fn t6_smuggling_shapes_get_400_and_never_a_second_response() {
 fn t6_header_injection_through_a_file_name_never_reaches_the_wire() {
     let srv = Server::start(&[]);
     // Browsers send CR/LF in names as %0D%0A; pidrop decodes and then strips them.
-    let resp = post_form(srv.addr, Form::new().file("file", "a%0D%0ASet-Cookie: pwned=1.png", "image/png", &png(10)));
+    let resp = post_form(
+        srv.addr,
+        Form::new().file(
+            "file",
+            "a%0D%0ASet-Cookie: pwned=1.png",
+            "image/png",
+            &png(10),
+        ),
+    );
     assert_eq!(resp.status, 201, "{}", resp.text());
-    let url = resp.json()["files"][0]["url"].as_str().expect("url").to_string();
-    let out = raw(srv.addr, format!("GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+    let url = resp.json()["files"][0]["url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let out = raw(
+        srv.addr,
+        format!("GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
     let text = String::from_utf8_lossy(&out);
     let head = text.split("\r\n\r\n").next().unwrap_or("");
-    assert!(!head.lines().any(|l| l.to_ascii_lowercase().starts_with("set-cookie")), "{head}");
-    assert!(head.contains("Content-Disposition: inline; filename=\"aSet-Cookie: pwned=1.png\""), "{head}");
+    assert!(
+        !head
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("set-cookie")),
+        "{head}"
+    );
+    assert!(
+        head.contains("Content-Disposition: inline; filename=\"aSet-Cookie: pwned=1.png\""),
+        "{head}"
+    );
 }
 
 #[test]
@@ -228,13 +341,15 @@ fn keep_alive_and_http_1_0() {
     let mut w = s.try_clone().expect("clone");
     let mut r = BufReader::new(s);
     for _ in 0..3 {
-        w.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        w.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
         let resp = read_response(&mut r, false).expect("response");
         assert_eq!(resp.status, 200);
         assert_eq!(resp.header("Connection"), Some("keep-alive"));
     }
     // Pipelined: two requests in one write, two responses in order.
-    w.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    w.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
     assert_eq!(read_response(&mut r, false).expect("first").status, 200);
     assert_eq!(read_response(&mut r, false).expect("second").status, 404);
     let out = raw(srv.addr, b"GET /healthz HTTP/1.0\r\n\r\n");
@@ -245,13 +360,17 @@ fn keep_alive_and_http_1_0() {
 fn keep_alive_idle_connections_are_closed() {
     let srv = Server::start(&["--keepalive-timeout", "1s"]);
     let mut s = connect(srv.addr);
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
     let started = Instant::now();
     let mut all = Vec::new();
     let _ = s.read_to_end(&mut all);
     assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200 "));
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(4), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
 }
 
 #[test]
@@ -276,7 +395,10 @@ fn expect_100_continue_is_sent_only_when_the_body_is_wanted() {
     assert!(!text.contains("100 Continue"));
     let out = raw(srv.addr, b"PUT /upload/a.exe HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\nExpect: 100-continue\r\n\r\n");
     let text = String::from_utf8_lossy(&out);
-    assert!(text.starts_with("HTTP/1.1 415 ") && !text.contains("100 Continue"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 415 ") && !text.contains("100 Continue"),
+        "{text}"
+    );
     // Wanted: 100 first, then the body, then 201.
     let body = png(50);
     let mut s = connect(srv.addr);
@@ -287,7 +409,10 @@ fn expect_100_continue_is_sent_only_when_the_body_is_wanted() {
     s.write_all(&body).expect("body");
     let resp = read_response(&mut BufReader::new(s), false).expect("final");
     assert_eq!(resp.status, 201);
-    let out = raw(srv.addr, b"PUT /upload/a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: teapot\r\n\r\nab");
+    let out = raw(
+        srv.addr,
+        b"PUT /upload/a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: teapot\r\n\r\nab",
+    );
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 417 "));
 }
 
@@ -305,11 +430,18 @@ fn chunked_uploads_and_broken_chunks() {
     let out = raw(srv.addr, &req);
     let resp = read_response(&mut BufReader::new(&out[..]), false).expect("response");
     assert_eq!(resp.status, 201, "{}", resp.text());
-    let url = resp.json()["files"][0]["url"].as_str().expect("url").to_string();
+    let url = resp.json()["files"][0]["url"]
+        .as_str()
+        .expect("url")
+        .to_string();
     assert_eq!(srv.get(&url).body, data);
     let bad = b"PUT /upload/d.png HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n";
     let out = raw(srv.addr, bad);
-    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 400 "), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 400 "),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     assert_eq!(srv.stored_files().len(), 1);
 }
 
@@ -328,12 +460,17 @@ fn a_panic_answers_500_and_the_worker_lives_on() {
 fn body_idle_timeout_answers_408_and_stores_nothing() {
     let srv = Server::start(&["--body-timeout", "1s"]);
     let mut s = connect(srv.addr);
-    s.write_all(b"PUT /upload/a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n").expect("head");
+    s.write_all(b"PUT /upload/a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        .expect("head");
     s.write_all(&png(100)).expect("some body");
     let started = Instant::now();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
-    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 408 "), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 408 "),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(srv.stored_files().is_empty() && srv.temp_files().is_empty());
 }
@@ -344,15 +481,24 @@ fn a_client_that_never_reads_is_cut_off_by_the_write_timeout() {
     let data = bytes(3, 32 << 20);
     let resp = request(srv.addr, "PUT", "/upload/big.bin", &[], &data);
     assert_eq!(resp.status, 201);
-    let url = resp.json()["files"][0]["url"].as_str().expect("url").to_string();
+    let url = resp.json()["files"][0]["url"]
+        .as_str()
+        .expect("url")
+        .to_string();
     let mut stuck = connect(srv.addr);
-    stuck.write_all(format!("GET {url} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).expect("write");
+    stuck
+        .write_all(format!("GET {url} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .expect("write");
     // The only worker is blocked writing to `stuck` until the write timeout frees it.
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     let resp = srv.get("/healthz");
     assert_eq!(resp.status, 200);
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     drop(stuck);
 }
 
@@ -361,13 +507,18 @@ fn early_error_is_readable_while_the_client_is_still_sending() {
     let srv = Server::start(&["--max-size", "1M", "--allow", "*"]);
     let mut s = connect(srv.addr);
     // No Expect: the client just sends 8 MB; the server refuses after 1 MB.
-    s.write_all(b"PUT /upload/x.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").expect("head");
+    s.write_all(b"PUT /upload/x.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .expect("head");
     let w = s.try_clone().expect("clone");
     let writer = std::thread::spawn(move || {
         let mut w = w;
         let chunk = bytes(5, 64 << 10);
         for _ in 0..128 {
-            if w.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err() || w.write_all(&chunk).is_err() || w.write_all(b"\r\n").is_err() {
+            if w.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .is_err()
+                || w.write_all(&chunk).is_err()
+                || w.write_all(b"\r\n").is_err()
+            {
                 return;
             }
         }
@@ -385,19 +536,36 @@ fn sigterm_lets_in_flight_uploads_finish_and_exits_0() {
     let root = TempDir::new("notify");
     let sock_path = root.0.join("notify.sock");
     let notify = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("notify socket");
-    notify.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let dir = root.0.join("uploads");
-    let mut srv = Server::start_in(TempDir::new("srv"), dir, &[], &[("NOTIFY_SOCKET", sock_path.to_str().expect("utf8"))]);
+    let mut srv = Server::start_in(
+        TempDir::new("srv"),
+        dir,
+        &[],
+        &[("NOTIFY_SOCKET", sock_path.to_str().expect("utf8"))],
+    );
     let mut buf = [0u8; 64];
     let n = notify.recv(&mut buf).expect("READY");
     assert_eq!(&buf[..n], b"READY=1");
     let data = png(300_000);
     let mut s = connect(srv.addr);
-    s.write_all(format!("PUT /upload/slow.png HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", data.len()).as_bytes()).expect("head");
+    s.write_all(
+        format!(
+            "PUT /upload/slow.png HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            data.len()
+        )
+        .as_bytes(),
+    )
+    .expect("head");
     s.write_all(&data[..1000]).expect("part");
     std::thread::sleep(Duration::from_millis(200));
     let pid = srv.pid();
-    let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
     let n = notify.recv(&mut buf).expect("STOPPING");
     assert_eq!(&buf[..n], b"STOPPING=1");
     std::thread::sleep(Duration::from_millis(200));
@@ -413,8 +581,13 @@ fn access_log_has_one_line_per_request_without_query_strings() {
     let srv = Server::start(&[]);
     let _ = srv.get("/files?token=supersecret&limit=1");
     let _ = srv.get("/nothing-here");
-    assert!(eventually(Duration::from_secs(2), || srv.log_text().contains("\"GET /nothing-here\" 404")));
+    assert!(eventually(Duration::from_secs(2), || srv
+        .log_text()
+        .contains("\"GET /nothing-here\" 404")));
     let log = srv.log_text();
-    assert!(log.contains("127.0.0.1 \"GET /files\" 200 in=0 out="), "{log}");
+    assert!(
+        log.contains("127.0.0.1 \"GET /files\" 200 in=0 out="),
+        "{log}"
+    );
     assert!(!log.contains("supersecret"));
 }

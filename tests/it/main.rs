@@ -1,6 +1,11 @@
 //! Integration tests: the real binary on 127.0.0.1, real sockets, real files.
 //! One test binary; modules by subject; the harness is shared, not copied.
 
+#![allow(
+    clippy::cast_possible_truncation,
+    reason = "test data generators truncate on purpose; sizes here are small"
+)]
+
 mod harness;
 mod http_core;
 mod uploads;

@@ -7,7 +7,10 @@ use std::time::Duration;
 use crate::harness::*;
 
 fn url_of(resp: &Resp) -> String {
-    resp.json()["files"][0]["url"].as_str().expect("url").to_string()
+    resp.json()["files"][0]["url"]
+        .as_str()
+        .expect("url")
+        .to_string()
 }
 
 #[test]
@@ -43,10 +46,16 @@ fn multipart_with_files_and_fields_is_stored_byte_exact() {
     assert_eq!(got.header("Content-Type"), Some("image/jpeg"));
     assert_eq!(got.header("X-Content-Type-Options"), Some("nosniff"));
     assert_eq!(got.header("Content-Security-Policy"), Some("sandbox"));
-    assert_eq!(got.header("Content-Disposition"), Some("inline; filename=\"IMG_0001.JPG\"; filename*=UTF-8''IMG_0001.JPG"));
+    assert_eq!(
+        got.header("Content-Disposition"),
+        Some("inline; filename=\"IMG_0001.JPG\"; filename*=UTF-8''IMG_0001.JPG")
+    );
     let txt = srv.get(files[1]["url"].as_str().expect("url"));
     assert_eq!(txt.body, notes);
-    assert_eq!(txt.header("Content-Type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        txt.header("Content-Type"),
+        Some("text/plain; charset=utf-8")
+    );
     // On disk: exactly the two files, nothing in temp.
     assert_eq!(srv.stored_files().len(), 2);
     assert!(srv.temp_files().is_empty());
@@ -55,15 +64,22 @@ fn multipart_with_files_and_fields_is_stored_byte_exact() {
 #[test]
 fn browser_captures_from_the_corpus_upload_end_to_end() {
     let srv = Server::start(&[]);
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/multipart/browsers/webkit3-2png1txt");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus/multipart/browsers/webkit3-2png1txt");
     let body = std::fs::read(dir.join("request.http")).expect("capture");
     let ct = "multipart/form-data; boundary=----WebKitFormBoundaryjdSFhcARk8fyGNy6";
     let resp = request(srv.addr, "POST", "/upload", &[("Content-Type", ct)], &body);
     assert_eq!(resp.status, 201, "{}", resp.text());
     let j = resp.json();
     assert_eq!(j["files"][0]["original_name"], "gtk-apply.png");
-    assert_eq!(srv.get(j["files"][0]["url"].as_str().expect("url")).body, std::fs::read(dir.join("file1.png")).expect("png"));
-    assert_eq!(srv.get(j["files"][1]["url"].as_str().expect("url")).body, std::fs::read(dir.join("file2.png")).expect("png"));
+    assert_eq!(
+        srv.get(j["files"][0]["url"].as_str().expect("url")).body,
+        std::fs::read(dir.join("file1.png")).expect("png")
+    );
+    assert_eq!(
+        srv.get(j["files"][1]["url"].as_str().expect("url")).body,
+        std::fs::read(dir.join("file2.png")).expect("png")
+    );
 }
 
 #[test]
@@ -72,29 +88,60 @@ fn some_refused_is_201_with_errors_and_none_stored_is_the_first_refusal() {
     let form = Form::new()
         .file("file", "ok.png", "image/png", &png(100))
         .file("file", "tool.exe", "application/octet-stream", b"MZ\x90\0")
-        .file("file", "fake.jpg", "image/jpeg", b"just some text, not a jpeg")
+        .file(
+            "file",
+            "fake.jpg",
+            "image/jpeg",
+            b"just some text, not a jpeg",
+        )
         .file("file", "huge.png", "image/png", &png(200_000));
     let resp = post_form(srv.addr, form);
     assert_eq!(resp.status, 201, "{}", resp.text());
     let j = resp.json();
     assert_eq!(j["files"].as_array().map(|a| a.len()), Some(1));
-    let codes: Vec<&str> = j["errors"].as_array().expect("errors").iter().map(|e| e["code"].as_str().unwrap_or("")).collect();
+    let codes: Vec<&str> = j["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["code"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(codes, ["type_not_allowed", "content_mismatch", "too_large"]);
     assert_eq!(j["errors"][0]["original_name"], "tool.exe");
-    assert!(j["errors"][2]["message"].as_str().expect("msg").contains("100 KiB"));
+    assert!(j["errors"][2]["message"]
+        .as_str()
+        .expect("msg")
+        .contains("100 KiB"));
     assert_eq!(srv.stored_files().len(), 1);
     assert!(srv.temp_files().is_empty());
     for (form, status, code) in [
-        (Form::new().file("f", "a.exe", "x", b"MZ"), 415, "type_not_allowed"),
-        (Form::new().file("f", "a.png", "image/png", &png(300_000)), 413, "too_large"),
-        (Form::new().file("f", "a.jpg", "image/jpeg", &png(10)), 415, "content_mismatch"),
-        (Form::new().file("f", "a.txt", "text/plain", b"bin\0ary"), 415, "content_mismatch"),
+        (
+            Form::new().file("f", "a.exe", "x", b"MZ"),
+            415,
+            "type_not_allowed",
+        ),
+        (
+            Form::new().file("f", "a.png", "image/png", &png(300_000)),
+            413,
+            "too_large",
+        ),
+        (
+            Form::new().file("f", "a.jpg", "image/jpeg", &png(10)),
+            415,
+            "content_mismatch",
+        ),
+        (
+            Form::new().file("f", "a.txt", "text/plain", b"bin\0ary"),
+            415,
+            "content_mismatch",
+        ),
         (Form::new().field("only", "fields"), 400, "no_file"),
     ] {
         let resp = post_form(srv.addr, form);
         assert_eq!(resp.status, status, "{}", resp.text());
         let j = resp.json();
-        let got = j["errors"][0]["code"].as_str().or(j["error"]["code"].as_str());
+        let got = j["errors"][0]["code"]
+            .as_str()
+            .or(j["error"]["code"].as_str());
         assert_eq!(got, Some(code));
     }
     assert_eq!(srv.stored_files().len(), 1);
@@ -104,14 +151,22 @@ fn some_refused_is_201_with_errors_and_none_stored_is_the_first_refusal() {
 #[test]
 fn malformed_and_truncated_bodies_store_nothing() {
     let srv = Server::start(&[]);
-    let (ct, body) = Form::new().file("f", "a.png", "image/png", &png(50_000)).finish();
+    let (ct, body) = Form::new()
+        .file("f", "a.png", "image/png", &png(50_000))
+        .finish();
     // Missing closing boundary.
     let cut = &body[..body.len() - 10];
     let resp = request(srv.addr, "POST", "/upload", &[("Content-Type", &ct)], cut);
     assert_eq!(resp.status, 400, "{}", resp.text());
     assert_eq!(resp.json()["error"]["code"], "malformed_multipart");
     // Not multipart at all.
-    let resp = request(srv.addr, "POST", "/upload", &[("Content-Type", "application/json")], b"{}");
+    let resp = request(
+        srv.addr,
+        "POST",
+        "/upload",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    );
     assert_eq!(resp.status, 415);
     // Garbage before the boundary.
     let mut junk = b"junk".to_vec();
@@ -120,7 +175,13 @@ fn malformed_and_truncated_bodies_store_nothing() {
     assert_eq!(resp.status, 400);
     // base64 parts are refused, not stored undecoded.
     let b64 = "--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n--b--\r\n";
-    let resp = request(srv.addr, "POST", "/upload", &[("Content-Type", "multipart/form-data; boundary=b")], b64.as_bytes());
+    let resp = request(
+        srv.addr,
+        "POST",
+        "/upload",
+        &[("Content-Type", "multipart/form-data; boundary=b")],
+        b64.as_bytes(),
+    );
     assert_eq!(resp.status, 415);
     assert_eq!(resp.json()["error"]["code"], "unsupported_encoding");
     assert!(srv.stored_files().is_empty());
@@ -130,23 +191,41 @@ fn malformed_and_truncated_bodies_store_nothing() {
 #[test]
 fn a_client_disconnecting_mid_upload_leaves_nothing() {
     let srv = Server::start(&[]);
-    let (ct, body) = Form::new().file("f", "first.png", "image/png", &png(10)).file("f", "a.png", "image/png", &png(2_000_000)).finish();
+    let (ct, body) = Form::new()
+        .file("f", "first.png", "image/png", &png(10))
+        .file("f", "a.png", "image/png", &png(2_000_000))
+        .finish();
     for cut in [100, 5_000, 300_000, body.len() - 3] {
         let mut s = connect(srv.addr);
         s.write_all(format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).expect("head");
         s.write_all(&body[..cut]).expect("part");
         drop(s);
     }
-    assert!(eventually(Duration::from_secs(5), || srv.temp_files().is_empty()), "{:?}", srv.temp_files());
+    assert!(
+        eventually(Duration::from_secs(5), || srv.temp_files().is_empty()),
+        "{:?}",
+        srv.temp_files()
+    );
     assert!(srv.stored_files().is_empty(), "{:?}", srv.stored_files());
-    assert_eq!(srv.get("/files").json()["files"].as_array().map(|a| a.len()), Some(0));
+    assert_eq!(
+        srv.get("/files").json()["files"]
+            .as_array()
+            .map(|a| a.len()),
+        Some(0)
+    );
 }
 
 #[test]
 fn put_stores_the_raw_body_with_a_location() {
     let srv = Server::start(&[]);
     let data = png(70_000);
-    let resp = request(srv.addr, "PUT", "/upload/My%20Photo%20%C3%A9.png?user_id=7", &[], &data);
+    let resp = request(
+        srv.addr,
+        "PUT",
+        "/upload/My%20Photo%20%C3%A9.png?user_id=7",
+        &[],
+        &data,
+    );
     assert_eq!(resp.status, 201, "{}", resp.text());
     let j = resp.json();
     assert_eq!(j["files"][0]["original_name"], "My Photo é.png");
@@ -166,16 +245,37 @@ fn listing_is_newest_first_and_paged() {
     let srv = Server::start(&[]);
     let mut names = Vec::new();
     for i in 0..5 {
-        let resp = request(srv.addr, "PUT", &format!("/upload/n{i}.txt"), &[], format!("file {i}").as_bytes());
+        let resp = request(
+            srv.addr,
+            "PUT",
+            &format!("/upload/n{i}.txt"),
+            &[],
+            format!("file {i}").as_bytes(),
+        );
         assert_eq!(resp.status, 201);
-        names.push(resp.json()["files"][0]["name"].as_str().expect("name").to_string());
+        names.push(
+            resp.json()["files"][0]["name"]
+                .as_str()
+                .expect("name")
+                .to_string(),
+        );
     }
     let page1 = srv.get("/files?limit=2").json();
-    let got: Vec<&str> = page1["files"].as_array().expect("files").iter().map(|f| f["original_name"].as_str().unwrap_or("")).collect();
+    let got: Vec<&str> = page1["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["original_name"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(got, ["n4.txt", "n3.txt"]);
     let next = page1["next"].as_str().expect("cursor");
     let page2 = srv.get(&format!("/files?limit=2&cursor={next}")).json();
-    let got: Vec<&str> = page2["files"].as_array().expect("files").iter().map(|f| f["original_name"].as_str().unwrap_or("")).collect();
+    let got: Vec<&str> = page2["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["original_name"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(got, ["n2.txt", "n1.txt"]);
     let next = page2["next"].as_str().expect("cursor");
     let page3 = srv.get(&format!("/files?limit=2&cursor={next}")).json();
@@ -192,12 +292,18 @@ fn ranges_validators_head_and_delete() {
     let r = request(srv.addr, "GET", &url, &[("Range", "bytes=100-199")], b"");
     assert_eq!(r.status, 206);
     assert_eq!(r.body, &data[100..200]);
-    assert_eq!(r.header("Content-Range"), Some(format!("bytes 100-199/{}", data.len()).as_str()));
+    assert_eq!(
+        r.header("Content-Range"),
+        Some(format!("bytes 100-199/{}", data.len()).as_str())
+    );
     let r = request(srv.addr, "GET", &url, &[("Range", "bytes=-10")], b"");
     assert_eq!(r.body, &data[data.len() - 10..]);
     let r = request(srv.addr, "GET", &url, &[("Range", "bytes=999999-")], b"");
     assert_eq!(r.status, 416);
-    assert_eq!(r.header("Content-Range"), Some(format!("bytes */{}", data.len()).as_str()));
+    assert_eq!(
+        r.header("Content-Range"),
+        Some(format!("bytes */{}", data.len()).as_str())
+    );
     let full = srv.get(&url);
     let etag = full.header("ETag").expect("etag").to_string();
     assert!(full.header("Last-Modified").is_some());
@@ -206,24 +312,45 @@ fn ranges_validators_head_and_delete() {
     assert!(r.body.is_empty());
     let h = request(srv.addr, "HEAD", &url, &[], b"");
     assert_eq!(h.status, 200);
-    assert_eq!(h.header("Content-Length"), Some(data.len().to_string().as_str()));
+    assert_eq!(
+        h.header("Content-Length"),
+        Some(data.len().to_string().as_str())
+    );
     assert!(h.body.is_empty());
     let d = request(srv.addr, "DELETE", &url, &[], b"");
     assert_eq!(d.status, 204);
     assert_eq!(srv.get(&url).status, 404);
     assert_eq!(request(srv.addr, "DELETE", &url, &[], b"").status, 404);
     assert!(srv.stored_files().is_empty());
-    assert!(std::fs::read_dir(srv.dir.join(".pidrop/meta")).expect("meta").next().is_none());
+    assert!(std::fs::read_dir(srv.dir.join(".pidrop/meta"))
+        .expect("meta")
+        .next()
+        .is_none());
 }
 
 #[test]
 fn active_content_is_only_ever_an_attachment() {
     let srv = Server::start(&["--allow", "*"]);
-    for (name, body) in [("x.html", "<script>alert(1)</script>"), ("x.svg", "<svg onload=alert(1)/>"), ("x.xml", "<a/>")] {
-        let resp = request(srv.addr, "PUT", &format!("/upload/{name}"), &[], body.as_bytes());
+    for (name, body) in [
+        ("x.html", "<script>alert(1)</script>"),
+        ("x.svg", "<svg onload=alert(1)/>"),
+        ("x.xml", "<a/>"),
+    ] {
+        let resp = request(
+            srv.addr,
+            "PUT",
+            &format!("/upload/{name}"),
+            &[],
+            body.as_bytes(),
+        );
         assert_eq!(resp.status, 201, "{}", resp.text());
         let got = srv.get(&url_of(&resp));
-        assert!(got.header("Content-Disposition").expect("cd").starts_with("attachment;"), "{name}");
+        assert!(
+            got.header("Content-Disposition")
+                .expect("cd")
+                .starts_with("attachment;"),
+            "{name}"
+        );
         assert_eq!(got.header("Content-Type"), Some("application/octet-stream"));
         assert_eq!(got.header("Content-Security-Policy"), Some("sandbox"));
     }
@@ -233,7 +360,10 @@ fn active_content_is_only_ever_an_attachment() {
 fn errors_are_json_with_the_right_status() {
     let srv = Server::start(&[]);
     let r = srv.get("/nope");
-    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
     let r = srv.get("/files/../../etc/passwd");
     assert_eq!(r.status, 404);
     let r = srv.get("/files/%2e%2e%2fetc%2fpasswd");
@@ -243,7 +373,10 @@ fn errors_are_json_with_the_right_status() {
     assert_eq!(r.header("Allow"), Some("GET, HEAD"));
     let r = request(srv.addr, "GET", "/upload", &[], b"");
     assert_eq!((r.status, r.header("Allow")), (405, Some("POST")));
-    assert!(r.json()["error"]["message"].as_str().expect("message").contains("not allowed"));
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("not allowed"));
 }
 
 #[test]
@@ -251,9 +384,15 @@ fn low_disk_space_is_507_before_any_byte() {
     let srv = Server::start(&["--min-free", "1000T"]);
     let out = raw(srv.addr, b"PUT /upload/a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n");
     let text = String::from_utf8_lossy(&out);
-    assert!(text.starts_with("HTTP/1.1 507 ") && !text.contains("100 Continue"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 507 ") && !text.contains("100 Continue"),
+        "{text}"
+    );
     assert!(text.contains("insufficient_storage"));
-    let resp = post_form(srv.addr, Form::new().file("f", "a.png", "image/png", &png(10)));
+    let resp = post_form(
+        srv.addr,
+        Form::new().file("f", "a.png", "image/png", &png(10)),
+    );
     assert_eq!(resp.status, 507);
     assert!(srv.stored_files().is_empty() && srv.temp_files().is_empty());
 }
@@ -274,26 +413,50 @@ fn healthz_reports_and_turns_503_when_the_directory_is_not_writable() {
     std::fs::write(&tmp, b"x").expect("file");
     let r = srv.get("/healthz");
     assert_eq!(r.status, 503);
-    assert!(r.json()["reason"].as_str().expect("reason").contains("not writable"));
+    assert!(r.json()["reason"]
+        .as_str()
+        .expect("reason")
+        .contains("not writable"));
 }
 
 #[test]
 fn a_restart_keeps_the_listing_and_cleans_up() {
     let mut srv = Server::start(&[]);
-    let resp = post_form(srv.addr, Form::new().field("who", "me").file("f", "Fête.png", "image/png", &png(1000)));
+    let resp = post_form(
+        srv.addr,
+        Form::new()
+            .field("who", "me")
+            .file("f", "Fête.png", "image/png", &png(1000)),
+    );
     assert_eq!(resp.status, 201);
     let before = srv.get("/files").json()["files"].clone();
     // A stale temp file from a crash, and a damaged metadata file for a second upload.
     let resp2 = request(srv.addr, "PUT", "/upload/b.txt", &[], b"bbb");
-    let name2 = resp2.json()["files"][0]["name"].as_str().expect("name").to_string();
+    let name2 = resp2.json()["files"][0]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
     std::fs::write(srv.dir.join(".pidrop/tmp/deadbeef.part"), b"partial").expect("stale");
-    std::fs::write(srv.dir.join(format!(".pidrop/meta/{name2}.meta")), b"garbage").expect("damage");
+    std::fs::write(
+        srv.dir.join(format!(".pidrop/meta/{name2}.meta")),
+        b"garbage",
+    )
+    .expect("damage");
     srv.restart();
     let after = srv.get("/files").json();
     let files = after["files"].as_array().expect("files");
     assert_eq!(files.len(), 2);
-    assert_eq!(files.iter().find(|f| f["name"] == before[0]["name"]).expect("kept"), &before[0]);
-    let damaged = files.iter().find(|f| f["name"] == name2.as_str()).expect("still listed");
+    assert_eq!(
+        files
+            .iter()
+            .find(|f| f["name"] == before[0]["name"])
+            .expect("kept"),
+        &before[0]
+    );
+    let damaged = files
+        .iter()
+        .find(|f| f["name"] == name2.as_str())
+        .expect("still listed");
     assert_eq!(damaged["size"], 3);
     assert!(srv.temp_files().is_empty());
     assert!(srv.log_text().contains("damaged"));
@@ -310,7 +473,15 @@ fn concurrent_uploads_all_land_byte_exact() {
                 for i in 0..4u64 {
                     let data = bytes(t * 100 + i, 10_000 + (t * 37_000 + i * 91_000) as usize);
                     let resp = if i % 2 == 0 {
-                        post_form(addr, Form::new().file("f", &format!("t{t}-{i}.bin"), "application/octet-stream", &data))
+                        post_form(
+                            addr,
+                            Form::new().file(
+                                "f",
+                                &format!("t{t}-{i}.bin"),
+                                "application/octet-stream",
+                                &data,
+                            ),
+                        )
                     } else {
                         request(addr, "PUT", &format!("/upload/t{t}-{i}.bin"), &[], &data)
                     };
@@ -335,29 +506,80 @@ fn concurrent_uploads_all_land_byte_exact() {
 #[test]
 fn a_plain_html_form_gets_a_page() {
     let srv = Server::start(&[]);
-    let (ct, body) = Form::new().file("files", "<img src=x onerror=alert(1)>.png", "image/png", &png(10)).finish();
-    let resp = request(srv.addr, "POST", "/upload", &[("Content-Type", &ct), ("Accept", "text/html,application/xhtml+xml")], &body);
+    let (ct, body) = Form::new()
+        .file(
+            "files",
+            "<img src=x onerror=alert(1)>.png",
+            "image/png",
+            &png(10),
+        )
+        .finish();
+    let resp = request(
+        srv.addr,
+        "POST",
+        "/upload",
+        &[
+            ("Content-Type", &ct),
+            ("Accept", "text/html,application/xhtml+xml"),
+        ],
+        &body,
+    );
     assert_eq!(resp.status, 201);
-    assert!(resp.header("Content-Type").expect("ct").starts_with("text/html"));
+    assert!(resp
+        .header("Content-Type")
+        .expect("ct")
+        .starts_with("text/html"));
     let page = resp.text();
-    assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;.png"), "{page}");
+    assert!(
+        page.contains("&lt;img src=x onerror=alert(1)&gt;.png"),
+        "{page}"
+    );
     assert!(!page.contains("<img src=x"));
 }
 
 #[test]
 fn foreign_origins_cannot_upload_or_delete() {
     let srv = Server::start(&["--origins", "http://nas.local:8080"]);
-    let (ct, body) = Form::new().file("f", "a.png", "image/png", &png(10)).finish();
+    let (ct, body) = Form::new()
+        .file("f", "a.png", "image/png", &png(10))
+        .finish();
     let host = srv.addr.to_string();
     let own = format!("http://{host}");
-    for (origin, status) in [("http://evil.example", 403), ("null", 403), (own.as_str(), 201), ("http://nas.local:8080", 201)] {
-        let r = request(srv.addr, "POST", "/upload", &[("Content-Type", &ct), ("Origin", origin)], &body);
+    for (origin, status) in [
+        ("http://evil.example", 403),
+        ("null", 403),
+        (own.as_str(), 201),
+        ("http://nas.local:8080", 201),
+    ] {
+        let r = request(
+            srv.addr,
+            "POST",
+            "/upload",
+            &[("Content-Type", &ct), ("Origin", origin)],
+            &body,
+        );
         assert_eq!(r.status, status, "{origin}: {}", r.text());
     }
-    let r = request(srv.addr, "POST", "/upload", &[("Content-Type", &ct), ("Sec-Fetch-Site", "cross-site")], &body);
+    let r = request(
+        srv.addr,
+        "POST",
+        "/upload",
+        &[("Content-Type", &ct), ("Sec-Fetch-Site", "cross-site")],
+        &body,
+    );
     assert_eq!(r.status, 403);
     let url = url_of(&request(srv.addr, "PUT", "/upload/z.txt", &[], b"z"));
-    assert_eq!(request(srv.addr, "DELETE", &url, &[("Origin", "http://evil.example")], b"").status, 403);
+    assert_eq!(
+        request(
+            srv.addr,
+            "DELETE",
+            &url,
+            &[("Origin", "http://evil.example")],
+            b""
+        )
+        .status,
+        403
+    );
     assert_eq!(srv.get(&url).status, 200);
     assert_eq!(srv.stored_files().len(), 3);
 }
@@ -372,5 +594,8 @@ fn large_upload_streams_in_constant_memory() {
     assert_eq!(resp.status, 201);
     assert_eq!(resp.json()["files"][0]["sha256"], sha256_hex(&data));
     let peak = proc_status(srv.pid(), "VmHWM:");
-    assert!(peak < peak_before.max(base) + 4096, "peak RSS {peak} KiB from {base} KiB for a 64 MiB upload");
+    assert!(
+        peak < peak_before.max(base) + 4096,
+        "peak RSS {peak} KiB from {base} KiB for a 64 MiB upload"
+    );
 }
