@@ -3,20 +3,7 @@
 //! until SIGTERM/SIGINT, then lets in-flight requests finish. Only `main` picks exit codes:
 //! 0 after a clean stop, 2 for bad configuration, 1 when start-up fails.
 
-mod assets;
-mod config;
-mod error;
-mod http;
-mod json;
-mod logger;
-mod multipart;
-mod routes;
-mod serve;
-mod storage;
-mod sys;
-mod time;
-mod upload;
-mod validate;
+use pidrop::{config, http, logger, routes, storage, sys};
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};

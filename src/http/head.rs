@@ -154,7 +154,10 @@ fn split_target(target: &str, method: &str) -> Result<(String, Option<String>), 
 
 fn strip_scheme(target: &str) -> Option<&str> {
     for scheme in ["http://", "https://"] {
-        if target.len() > scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        // `get`, not indexing: the target may have a multi-byte character at that position.
+        if target.len() > scheme.len()
+            && target.get(..scheme.len()).is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+        {
             return Some(&target[scheme.len()..]);
         }
     }
@@ -372,6 +375,13 @@ mod tests {
         ));
         assert!(matches!(
             parse_err("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"),
+            HttpError::BadRequest(_)
+        ));
+
+        // Found by the request_head fuzz target: a multi-byte character where a scheme would
+        // end made the absolute-form check slice inside the character and panic.
+        assert!(matches!(
+            parse_err("GET nt-Lepuёgload HTTP/1.1\r\nHost: a\r\n\r\n"),
             HttpError::BadRequest(_)
         ));
     }

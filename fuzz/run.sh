@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds every fuzz target and runs each for a short, bounded time with a small RSS limit.
+# Seeds come from ../shared/corpus (multipart captures and edge cases) and a few hand-made
+# request heads. Usage: fuzz/run.sh [SECONDS_PER_TARGET]   (default 20)
+set -euo pipefail
+cd "$(dirname "$0")"
+secs=${1:-20}
+shared=../../shared/corpus/multipart
+export RUSTC_BOOTSTRAP=1
+
+mkdir -p corpus/request_head corpus/chunked corpus/multipart corpus/disposition corpus/range
+printf 'POST /upload HTTP/1.1\r\nHost: pi.local\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n' > corpus/request_head/post
+printf 'PUT /upload/a.jpg HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n' > corpus/request_head/chunked
+printf 'GET http://pi.local/files?x=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n' > corpus/request_head/absolute
+printf '\x075\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\nTrailer: x\r\n\r\n' > corpus/chunked/basic
+printf '\x00\x00\x00\x00\x00\x00\x10\x00bytes=0-99' > corpus/range/basic
+printf '\x00\x00\x00\x00\x00\x00\x10\x00bytes=-500' > corpus/range/suffix
+printf 'form-data; name="f"; filename="C:\\Users\\me\\a%%22b.png"' > corpus/disposition/ie
+printf "form-data; name=f; filename*=UTF-8''%%E2%%82%%AC.txt" > corpus/disposition/ext
+# Multipart seeds: the corpus bodies with their boundary rewritten to the target's "b0undary".
+if [ -d "$shared" ]; then
+  i=0
+  for f in "$shared"/edge-cases/*.http; do
+    b=$(sed -n 's/^boundary: *//p' "${f%.http}.yaml" | tr -d "'\"")
+    [ -n "$b" ] || continue
+    { printf '\x07\x40\x01\xff'; python3 -c 'import sys;d=open(sys.argv[1],"rb").read();sys.stdout.buffer.write(d.replace(sys.argv[2].encode(),b"b0undary"))' "$f" "$b"; } > "corpus/multipart/edge$i"
+    i=$((i+1))
+  done
+fi
+
+cargo fuzz build --release 2>&1 | tail -3
+for t in request_head chunked multipart disposition range; do
+  dict=()
+  case $t in
+    multipart|disposition) dict=(-dict=dict/multipart.dict) ;;
+    request_head|chunked) dict=(-dict=dict/http.dict) ;;
+  esac
+  echo "== fuzz $t for ${secs}s"
+  log=$(mktemp)
+  if cargo fuzz run --release "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=256 -max_len=65536 "${dict[@]}" >"$log" 2>&1; then
+    grep -E '^(#[0-9]+.*DONE|Done)' "$log" || true
+    rm -f "$log"
+  else
+    grep -E 'panicked|ERROR|SUMMARY|Test unit written' -A3 "$log" | head -30
+    rm -f "$log"
+    echo "fuzz target $t failed"
+    exit 1
+  fi
+done

@@ -1,0 +1,21 @@
+//! pidrop as a library: the modules the binary (`main.rs`) is built from, public so that the
+//! fuzz targets in `fuzz/` can drive the parsers directly.
+//!
+//! The flow of a request: `http` (listener, pool, head, body) → `routes` (method + path, the one
+//! error → status mapping) → `upload` (multipart via `multipart`, checks via `validate`) →
+//! `storage` (temp → fsync → rename, index) or `serve` (downloads).
+
+pub mod assets;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod json;
+pub mod logger;
+pub mod multipart;
+pub mod routes;
+pub mod serve;
+pub mod storage;
+pub mod sys;
+pub mod time;
+pub mod upload;
+pub mod validate;
