@@ -156,7 +156,9 @@ fn strip_scheme(target: &str) -> Option<&str> {
     for scheme in ["http://", "https://"] {
         // `get`, not indexing: the target may have a multi-byte character at that position.
         if target.len() > scheme.len()
-            && target.get(..scheme.len()).is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+            && target
+                .get(..scheme.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
         {
             return Some(&target[scheme.len()..]);
         }
