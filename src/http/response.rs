@@ -19,7 +19,7 @@ pub enum Payload {
 }
 
 impl Payload {
-    pub fn len(&self) -> u64 {
+    pub fn size(&self) -> u64 {
         match self {
             Payload::Empty => 0,
             Payload::Bytes(b) => b.len() as u64,
@@ -133,7 +133,7 @@ pub fn write(
             log::error!("dropped header {name}: its value holds control characters");
         }
     }
-    let len = resp.payload.len();
+    let len = resp.payload.size();
     let bodyless = resp.status == 204 || resp.status == 304 || resp.status < 200;
     if !bodyless {
         head.push_str(&format!("Content-Length: {len}\r\n"));

@@ -591,3 +591,42 @@ fn access_log_has_one_line_per_request_without_query_strings() {
     );
     assert!(!log.contains("supersecret"));
 }
+
+#[test]
+fn a_small_unread_body_is_drained_and_the_connection_kept() {
+    let srv = Server::start(&[]);
+    let s = connect(srv.addr);
+    let mut w = s.try_clone().expect("clone");
+    let mut r = BufReader::new(s);
+    // Refused before reading (type not allowed): 1000 unread bytes are drained.
+    let body = vec![b'x'; 1000];
+    w.write_all(
+        format!(
+            "PUT /upload/a.exe HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .expect("head");
+    w.write_all(&body).expect("body");
+    let resp = read_response(&mut r, false).expect("415");
+    assert_eq!(resp.status, 415);
+    assert_eq!(resp.header("Connection"), Some("keep-alive"));
+    w.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("next");
+    assert_eq!(read_response(&mut r, false).expect("200").status, 200);
+    // More than 64 KiB unread: answered, then closed.
+    let big = vec![b'x'; 200_000];
+    w.write_all(
+        format!(
+            "PUT /upload/b.exe HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            big.len()
+        )
+        .as_bytes(),
+    )
+    .expect("head");
+    let _ = w.write_all(&big);
+    let resp = read_response(&mut r, false).expect("415");
+    assert_eq!(resp.status, 415);
+    assert_eq!(resp.header("Connection"), Some("close"));
+}

@@ -599,3 +599,109 @@ fn large_upload_streams_in_constant_memory() {
         "peak RSS {peak} KiB from {base} KiB for a 64 MiB upload"
     );
 }
+
+#[test]
+fn kill_9_during_uploads_leaves_no_partial_file() {
+    let mut srv = Server::start(&["--allow", "*"]);
+    let done = request(srv.addr, "PUT", "/upload/kept.bin", &[], &bytes(1, 1000));
+    assert_eq!(done.status, 201);
+    for round in 0..3u64 {
+        let (ct, body) = Form::new()
+            .file(
+                "f",
+                "a.bin",
+                "application/octet-stream",
+                &bytes(round, 4 << 20),
+            )
+            .finish();
+        let mut s = connect(srv.addr);
+        s.write_all(format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).expect("head");
+        let cut = body.len() / 4 * (1 + round as usize);
+        s.write_all(&body[..cut]).expect("part");
+        // The temp file exists while the upload is in flight…
+        assert!(eventually(Duration::from_secs(5), || !srv
+            .temp_files()
+            .is_empty()));
+        srv.restart(); // SIGKILL, then start on the same directory
+        drop(s);
+        // …and after the crash: cleaned, nothing partial listed, the earlier file intact.
+        assert!(srv.temp_files().is_empty(), "{:?}", srv.temp_files());
+        let listing = srv.get("/files").json();
+        let files = listing["files"].as_array().expect("files");
+        assert_eq!(files.len(), 1, "{listing}");
+        assert_eq!(files[0]["original_name"], "kept.bin");
+        assert_eq!(srv.stored_files().len(), 1);
+    }
+}
+
+#[test]
+fn multipart_limits_refuse_and_store_nothing() {
+    let srv = Server::start(&["--max-parts", "5", "--max-field", "1K"]);
+    let mut form = Form::new();
+    for i in 0..6 {
+        form = form.field(&format!("f{i}"), "v");
+    }
+    let form = form.file("f", "a.png", "image/png", &png(10));
+    let resp = post_form(srv.addr, form);
+    assert_eq!(
+        (resp.status, resp.json()["error"]["code"].as_str()),
+        (413, Some("too_many_parts"))
+    );
+    let resp = post_form(
+        srv.addr,
+        Form::new()
+            .field("note", &"x".repeat(2000))
+            .file("f", "a.png", "image/png", &png(10)),
+    );
+    assert_eq!(
+        (resp.status, resp.json()["error"]["code"].as_str()),
+        (413, Some("field_too_large"))
+    );
+    let big_header = format!("--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.png\"\r\nX-Pad: {}\r\n\r\n", "p".repeat(9000));
+    let body = format!("{big_header}x\r\n--b--\r\n");
+    let resp = request(
+        srv.addr,
+        "POST",
+        "/upload",
+        &[("Content-Type", "multipart/form-data; boundary=b")],
+        body.as_bytes(),
+    );
+    assert_eq!(resp.status, 431);
+    assert!(srv.stored_files().is_empty() && srv.temp_files().is_empty());
+}
+
+#[test]
+fn names_from_real_clients_are_kept_readable_and_safe() {
+    let srv = Server::start(&[]);
+    for (sent, kept) in [
+        ("C:\\Users\\me\\Desktop\\photo.png", "photo.png"),
+        ("../../etc/passwd.png", "passwd.png"),
+        ("Fête à Montréal 🎉.png", "Fête à Montréal 🎉.png"),
+        ("evil\u{202E}gnp.exe.png", "evilgnp.exe.png"),
+        (
+            "<img src=x onerror=alert(1)>.png",
+            "<img src=x onerror=alert(1)>.png",
+        ),
+    ] {
+        let resp = post_form(srv.addr, Form::new().file("f", sent, "image/png", &png(10)));
+        assert_eq!(resp.status, 201, "{sent}: {}", resp.text());
+        assert_eq!(resp.json()["files"][0]["original_name"], kept, "{sent}");
+    }
+    // RFC 8187 filename* wins over filename.
+    let body = "--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x.png\"; filename*=UTF-8''%E2%82%AC%20rates.png\r\n\r\n";
+    let mut full = body.as_bytes().to_vec();
+    full.extend_from_slice(&png(10));
+    full.extend_from_slice(b"\r\n--b--\r\n");
+    let resp = request(
+        srv.addr,
+        "POST",
+        "/upload",
+        &[("Content-Type", "multipart/form-data; boundary=b")],
+        &full,
+    );
+    assert_eq!(resp.json()["files"][0]["original_name"], "€ rates.png");
+    // Only pidrop's own names ever reach the disk.
+    for name in srv.stored_files() {
+        assert!(name.len() == 36 && name.ends_with(".png"), "{name}");
+    }
+}
