@@ -37,7 +37,7 @@ for t in request_head chunked multipart disposition range; do
   esac
   echo "== fuzz $t for ${secs}s"
   log=$(mktemp)
-  if cargo fuzz run --release "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=256 -max_len=65536 "${dict[@]}" >"$log" 2>&1; then
+  if cargo fuzz run --release "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=384 -max_len=65536 "${dict[@]}" >"$log" 2>&1; then
     grep -E '^(#[0-9]+.*DONE|Done)' "$log" || true
     rm -f "$log"
   else

@@ -25,7 +25,7 @@
     const u = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
     let i = 0;
     while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
-    return (i === 0 ? n : n.toFixed(1)) + ' ' + u[i];
+    return (Number.isInteger(n) ? n : n.toFixed(1)) + ' ' + u[i];
   }
 
   function duration(s) {
@@ -197,9 +197,16 @@
     if (!files.length) { list.append(el('li', 'hint', 'Nothing uploaded yet.')); return; }
     for (const f of files) {
       const li = el('li');
-      const thumb = el('img', 'thumb');
-      thumb.alt = '';
-      if (f.thumbnail_url) thumb.src = f.thumbnail_url;
+      let thumb;
+      if (f.thumbnail_url) {
+        thumb = el('img', 'thumb');
+        thumb.alt = '';
+        thumb.src = f.thumbnail_url;
+      } else {
+        // No preview from the server: a badge with the file's extension.
+        thumb = el('span', 'thumb badge', extension(f.original_name).slice(0, 4).toUpperCase() || 'FILE');
+        thumb.setAttribute('aria-hidden', 'true');
+      }
       const a = el('a', 'name', f.original_name);
       a.href = f.url;
       const del = el('button', 'small', 'Delete');

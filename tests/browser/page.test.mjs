@@ -1,0 +1,159 @@
+// The upload page in a real browser: Debian's Chromium driven by playwright-core, against the
+// real pidrop binary on 127.0.0.1. Run with `npm test` after `cargo build`
+// (PIDROP_BIN overrides the binary; SCREENSHOT_DIR where screenshots go).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, mkdirSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const bin = process.env.PIDROP_BIN || join(here, '../../target/debug/pidrop');
+const shots = process.env.SCREENSHOT_DIR || join(here, '../../target/screenshots');
+let server, base, browser, root;
+
+const PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAAIklEQVR4nGP4z8DwnxLMMGrAqAGjBowaMGrAqAGjBgwPAwDxgf/xhRdRdQAAAABJRU5ErkJggg==',
+  'base64');
+
+function startServer() {
+  root = mkdtempSync(join(tmpdir(), 'pidrop-browser-'));
+  server = spawn(bin, ['--listen', '127.0.0.1:0', '--dir', join(root, 'uploads'), '--max-size', '1M', '--min-free', '0'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    const rl = createInterface({ input: server.stdout });
+    rl.once('line', (line) => {
+      const m = line.match(/listening on (http:\/\/\S+)/);
+      if (m) resolve(m[1]); else reject(new Error('unexpected first line: ' + line));
+    });
+    server.once('exit', (code) => reject(new Error('pidrop exited with ' + code)));
+  });
+}
+
+before(async () => {
+  base = await startServer();
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run', '--disable-quic'],
+  });
+  mkdirSync(shots, { recursive: true });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) server.kill('SIGKILL');
+  if (root) rmSync(root, { recursive: true, force: true });
+});
+
+async function openPage(options = {}) {
+  const context = await browser.newContext(options);
+  const page = await context.newPage();
+  const dialogs = [];
+  page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss(); });
+  await page.goto(base + '/');
+  return { context, page, dialogs };
+}
+
+function storedCount() {
+  return readdirSync(join(root, 'uploads')).filter((n) => n !== '.pidrop').length;
+}
+
+test('three files through the file input: three bars reach done, three entries listed', async () => {
+  const { context, page } = await openPage({ viewport: { width: 1280, height: 900 } });
+  await page.waitForSelector('#limits:has-text("per file")');
+  await page.setInputFiles('#files', [
+    { name: 'holiday.png', mimeType: 'image/png', buffer: PNG },
+    { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello from the browser\n') },
+    { name: 'list.csv', mimeType: 'text/csv', buffer: Buffer.from('a,b\n1,2\n') },
+  ]);
+  await page.waitForFunction(() => document.querySelectorAll('#queue .state.done').length === 3);
+  const bars = await page.$$eval('#queue progress', (ps) => ps.map((p) => p.value));
+  assert.deepEqual(bars, [100, 100, 100]);
+  for (const name of ['holiday.png', 'notes.txt', 'list.csv']) {
+    await page.waitForSelector(`#recent a.name:text-is("${name}")`);
+  }
+  assert.match(await page.textContent('#total'), /3 of 3 files/);
+  await page.screenshot({ path: join(shots, 'desktop.png'), fullPage: true });
+  await context.close();
+});
+
+test('files dropped with a DataTransfer upload the same way', async () => {
+  const { context, page } = await openPage();
+  await page.evaluate(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(['dropped text\n'], 'dropped.txt', { type: 'text/plain' }));
+    dt.items.add(new File(['second\n'], 'second.md', { type: 'text/markdown' }));
+    const drop = document.getElementById('drop');
+    drop.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    drop.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  });
+  await page.waitForFunction(() => document.querySelectorAll('#queue .state.done').length === 2);
+  await page.waitForSelector('#recent a.name:text-is("dropped.txt")');
+  await context.close();
+});
+
+test('an oversized file shows the limit message', async () => {
+  const { context, page } = await openPage();
+  await page.waitForSelector('#limits:has-text("1 MiB")');
+  const before = storedCount();
+  await page.setInputFiles('#files', [{ name: 'big.png', mimeType: 'image/png', buffer: Buffer.concat([PNG, Buffer.alloc(2 << 20)]) }]);
+  const state = await page.waitForSelector('#queue .state.error');
+  assert.match(await state.textContent(), /larger than the limit of 1 MiB/);
+  assert.equal(storedCount(), before);
+  await context.close();
+});
+
+test('a refused type shows the server message, not a network error', async () => {
+  const { context, page } = await openPage();
+  await page.setInputFiles('#files', [{ name: 'fake.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('this is not a jpeg at all') }]);
+  const state = await page.waitForSelector('#queue .state.error');
+  const text = await state.textContent();
+  assert.match(text, /named \.jpg but its content/);
+  assert.doesNotMatch(text, /network|connection/i);
+  await context.close();
+});
+
+test('a file named like markup shows as text and runs nothing', async () => {
+  const { context, page, dialogs } = await openPage({ viewport: { width: 360, height: 780 }, isMobile: true, hasTouch: true });
+  const evil = '<img src=x onerror=alert(1)>.png';
+  await page.setInputFiles('#files', [{ name: evil, mimeType: 'image/png', buffer: PNG }]);
+  await page.waitForFunction(() => document.querySelectorAll('#queue .state.done').length === 1);
+  // The list refreshes after the upload; wait for the new entry, then read it as text.
+  await page.waitForFunction((n) => [...document.querySelectorAll('#recent a.name')].some((a) => a.textContent === n), evil);
+  const names = await page.$$eval('#recent a.name', (as) => as.map((a) => a.textContent));
+  assert.ok(names.includes(evil), names.join(' | '));
+  assert.equal(await page.$$eval('#recent img[src="x"], #queue img[src="x"]', (x) => x.length), 0);
+  await page.waitForTimeout(300);
+  assert.deepEqual(dialogs, []);
+  // Phone width: nothing wider than the screen.
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, 'horizontal overflow of ' + overflow + 'px at 360px');
+  await page.screenshot({ path: join(shots, 'phone.png'), fullPage: true });
+  await context.close();
+});
+
+test('the form works with JavaScript disabled', async () => {
+  const { context, page } = await openPage({ javaScriptEnabled: false });
+  await page.setInputFiles('#files', [{ name: 'nojs.txt', mimeType: 'text/plain', buffer: Buffer.from('no script here\n') }]);
+  await Promise.all([page.waitForNavigation(), page.click('#send')]);
+  const body = await page.textContent('body');
+  assert.match(body, /Saved/);
+  assert.match(body, /nojs\.txt/);
+  await page.screenshot({ path: join(shots, 'nojs-result.png') });
+  await context.close();
+});
+
+test('the page sends its own CSP and no inline script', async () => {
+  const res = await fetch(base + '/');
+  const csp = res.headers.get('content-security-policy');
+  assert.match(csp, /script-src 'self'/);
+  assert.doesNotMatch(csp, /unsafe-inline/);
+  const html = await res.text();
+  assert.doesNotMatch(html, /<script>(?!<\/script>)/);
+  assert.doesNotMatch(html, /\son\w+=/);
+});
