@@ -14,23 +14,26 @@ import { chromium } from 'playwright-core';
 const here = dirname(fileURLToPath(import.meta.url));
 const bin = process.env.PIDROP_BIN || join(here, '../../target/debug/pidrop');
 const shots = process.env.SCREENSHOT_DIR || join(here, '../../target/screenshots');
-let server, base, browser, root;
+let base, browser, root;
+const children = [];
 
 const PNG = Buffer.from(
   'iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAAIklEQVR4nGP4z8DwnxLMMGrAqAGjBowaMGrAqAGjBgwPAwDxgf/xhRdRdQAAAABJRU5ErkJggg==',
   'base64');
 
-function startServer() {
-  root = mkdtempSync(join(tmpdir(), 'pidrop-browser-'));
-  server = spawn(bin, ['--listen', '127.0.0.1:0', '--dir', join(root, 'uploads'), '--max-size', '1M', '--min-free', '0'],
+function startServer(extra = []) {
+  root = root || mkdtempSync(join(tmpdir(), 'pidrop-browser-'));
+  const dir = join(root, extra.length ? 'uploads-full' : 'uploads');
+  const child = spawn(bin, ['--listen', '127.0.0.1:0', '--dir', dir, '--max-size', '1M', '--min-free', '0', ...extra],
     { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
   return new Promise((resolve, reject) => {
-    const rl = createInterface({ input: server.stdout });
+    const rl = createInterface({ input: child.stdout });
     rl.once('line', (line) => {
       const m = line.match(/listening on (http:\/\/\S+)/);
       if (m) resolve(m[1]); else reject(new Error('unexpected first line: ' + line));
     });
-    server.once('exit', (code) => reject(new Error('pidrop exited with ' + code)));
+    child.once('exit', (code) => reject(new Error('pidrop exited with ' + code)));
   });
 }
 
@@ -46,7 +49,7 @@ before(async () => {
 
 after(async () => {
   if (browser) await browser.close();
-  if (server) server.kill('SIGKILL');
+  for (const c of children) c.kill('SIGKILL');
   if (root) rmSync(root, { recursive: true, force: true });
 });
 
@@ -115,6 +118,21 @@ test('a refused type shows the server message, not a network error', async () =>
   const text = await state.textContent();
   assert.match(text, /named \.jpg but its content/);
   assert.doesNotMatch(text, /network|connection/i);
+  await context.close();
+});
+
+test('a refusal while the browser is still sending shows the server message', async () => {
+  // This server's disk is "full": it answers 507 from the head while Chromium sends 8 MB.
+  const fullBase = await startServer(['--min-free', '1000T', '--max-size', '100M']);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(fullBase + '/');
+  await page.waitForSelector('#limits:has-text("per file")');
+  await page.setInputFiles('#files', [{ name: 'big.png', mimeType: 'image/png', buffer: Buffer.concat([PNG, Buffer.alloc(8 << 20)]) }]);
+  const state = await page.waitForSelector('#queue .state.error');
+  const text = await state.textContent();
+  assert.match(text, /not enough free space/);
+  assert.doesNotMatch(text, /lost|network/i);
   await context.close();
 });
 
