@@ -20,6 +20,7 @@ struct Setting {
 const SETTINGS: &[Setting] = &[
     Setting { name: "listen", default: "0.0.0.0:8080", help: "address and port to serve on; port 0 picks a free one" },
     Setting { name: "dir", default: "./uploads", help: "upload directory (created if missing)" },
+    Setting { name: "require-mount", default: "", help: "refuse to start or store uploads unless --dir is on this mounted filesystem (e.g. /mnt/usb)" },
     Setting { name: "max-size", default: "16G", help: "largest file accepted (units: K, M, G, T; powers of 1024)" },
     Setting { name: "max-request", default: "64G", help: "largest request body (all files of one multipart POST)" },
     Setting { name: "allow", default: "default", help: "allowed extensions, comma-separated; 'default' for photos, video, audio, documents, text and archives; '*' for any" },
@@ -45,6 +46,7 @@ const SETTINGS: &[Setting] = &[
 pub struct Config {
     pub listen: SocketAddr,
     pub dir: PathBuf,
+    pub require_mount: Option<PathBuf>,
     pub max_size: u64,
     pub max_request: u64,
     pub allow: AllowList,
@@ -212,6 +214,9 @@ where
     Ok(Command::Run(Box::new(Config {
         listen,
         dir: PathBuf::from(get("dir").1),
+        require_mount: Some(get("require-mount").1)
+            .filter(|m| !m.is_empty())
+            .map(PathBuf::from),
         max_size,
         max_request: size("max-request")?,
         allow,

@@ -96,6 +96,8 @@ pub enum AppError {
     ForbiddenOrigin,
     /// A filesystem failure that is not the client's fault.
     Storage(io::Error),
+    /// The upload directory is not on the mount `--require-mount` names (a USB disk unplugged).
+    NotMounted(String),
     /// Every worker is busy and the queue is full.
     Busy,
     /// One client address holds too many connections already.
@@ -136,7 +138,7 @@ impl AppError {
             AppError::NotFound => 404,
             AppError::MethodNotAllowed { .. } => 405,
             AppError::ForbiddenOrigin => 403,
-            AppError::Busy => 503,
+            AppError::Busy | AppError::NotMounted(_) => 503,
             AppError::TooManyConnections { .. } => 429,
             AppError::Storage(e) if is_no_space(e) => 507,
             AppError::Storage(_) | AppError::Internal => 500,
@@ -169,6 +171,7 @@ impl AppError {
             AppError::MethodNotAllowed { .. } => "method_not_allowed",
             AppError::ForbiddenOrigin => "forbidden_origin",
             AppError::Busy => "busy",
+            AppError::NotMounted(_) => "not_mounted",
             AppError::TooManyConnections { .. } => "too_many_connections",
             AppError::Storage(e) if is_no_space(e) => "insufficient_storage",
             AppError::Storage(_) => "storage_error",
@@ -313,6 +316,7 @@ impl fmt::Display for AppError {
             AppError::Storage(e) if is_no_space(e) => write!(f, "the server's disk is full"),
             AppError::Storage(e) => write!(f, "the server could not store the file: {e}"),
             AppError::Busy => write!(f, "the server is busy; try again in a moment"),
+            AppError::NotMounted(why) => write!(f, "uploads are off: {why}"),
             AppError::TooManyConnections { limit } => {
                 write!(f, "too many connections from your address (limit {limit})")
             }

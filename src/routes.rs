@@ -193,10 +193,7 @@ impl App {
             Err(why) => {
                 let body = base
                     .str("status", "unavailable")
-                    .str(
-                        "reason",
-                        &format!("upload directory is not writable: {why}"),
-                    )
+                    .str("reason", &format!("upload directory is not usable: {why}"))
                     .finish();
                 Response::json(503, body)
             }

@@ -69,6 +69,7 @@ impl Index {
 /// The upload directory and its index.
 pub struct Store {
     dir: PathBuf,
+    mount: Option<PathBuf>,
     tmp: PathBuf,
     meta: PathBuf,
     min_free: u64,
@@ -135,13 +136,18 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 impl Store {
     /// Opens (creating if needed) the upload directory, removes stale temp files and orphan
     /// metadata, and loads the index.
-    pub fn open(dir: &Path, min_free: u64) -> io::Result<Store> {
+    pub fn open(dir: &Path, min_free: u64, mount: Option<&Path>) -> io::Result<Store> {
+        let probe = Store::check_mount_of(dir, mount);
+        if let Err(why) = probe {
+            return Err(io::Error::other(why));
+        }
         let tmp = dir.join(".pidrop").join("tmp");
         let meta = dir.join(".pidrop").join("meta");
         fs::create_dir_all(&tmp)?;
         fs::create_dir_all(&meta)?;
         let store = Store {
             dir: dir.to_path_buf(),
+            mount: mount.map(Path::to_path_buf),
             tmp,
             meta,
             min_free,
@@ -238,8 +244,33 @@ impl Store {
         crate::sys::free_space(&self.dir)
     }
 
+    /// `--require-mount`: the mount point must be mounted (another device than its parent) and
+    /// the upload dir (or, before it exists, its nearest existing ancestor) must be on it.
+    fn check_mount_of(dir: &Path, mount: Option<&Path>) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(mount) = mount else { return Ok(()) };
+        let dev = |p: &Path| fs::metadata(p).map(|m| m.dev());
+        let m = dev(mount).map_err(|e| format!("{} is not available: {e}", mount.display()))?;
+        let parent = mount.parent().unwrap_or(mount);
+        let mounted = parent == mount || dev(parent).map(|p| p != m).unwrap_or(false);
+        if !mounted {
+            return Err(format!("{} is not mounted", mount.display()));
+        }
+        let existing = dir.ancestors().find(|a| a.exists()).unwrap_or(dir);
+        if dev(existing).map_err(|e| e.to_string())? != m {
+            return Err(format!("{} is not on {}", dir.display(), mount.display()));
+        }
+        Ok(())
+    }
+
+    /// Refuses with 503 when `--require-mount` is set and its disk has gone.
+    pub fn check_mount(&self) -> Result<(), AppError> {
+        Store::check_mount_of(&self.dir, self.mount.as_deref()).map_err(AppError::NotMounted)
+    }
+
     /// Refuses if storing `more` bytes would leave less than `--min-free`.
     pub fn ensure_room(&self, more: u64) -> Result<(), AppError> {
+        self.check_mount()?;
         let free = self.free_space().map_err(AppError::Storage)?;
         if free.saturating_sub(more) < self.min_free {
             return Err(UploadError::InsufficientStorage {
@@ -432,6 +463,7 @@ impl Store {
 
     /// Whether a file can be created in the temp directory right now.
     pub fn writable(&self) -> Result<(), String> {
+        self.check_mount().map_err(|e| e.to_string())?;
         let probe = self.tmp.join(".probe");
         let r = File::create(&probe).and_then(|mut f| f.write_all(b"ok"));
         let _ = fs::remove_file(&probe);

@@ -419,3 +419,17 @@ fn access_log(
         started.elapsed().as_millis()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::panic::catch_unwind;
+
+    /// The per-request panic isolation depends on unwinding. This runs under qemu for every ARM
+    /// build (built with -Zbuild-std=std,panic_unwind): if a target were built with
+    /// panic=abort or without a working unwinder, it would abort here.
+    #[test]
+    fn panics_unwind_on_this_target() {
+        let caught = catch_unwind(|| panic!("a handler bug"));
+        assert!(caught.is_err());
+    }
+}

@@ -630,3 +630,54 @@ fn a_small_unread_body_is_drained_and_the_connection_kept() {
     assert_eq!(resp.status, 415);
     assert_eq!(resp.header("Connection"), Some("close"));
 }
+
+#[test]
+fn require_mount_refuses_to_start_off_the_expected_disk() {
+    let root = TempDir::new("mount");
+    // A plain directory is not a mount point: pidrop must refuse to start.
+    let not_mounted = root.0.join("usb");
+    std::fs::create_dir_all(&not_mounted).expect("dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pidrop"))
+        .args(["--listen", "127.0.0.1:0", "--dir"])
+        .arg(not_mounted.join("uploads"))
+        .arg("--require-mount")
+        .arg(&not_mounted)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not mounted"), "{err}");
+    assert!(
+        !not_mounted.join("uploads").exists(),
+        "nothing may be created on the SD card"
+    );
+    // The real mount point of the temp dir passes.
+    let mount = std::process::Command::new("stat")
+        .args(["-c", "%m"])
+        .arg(&root.0)
+        .output()
+        .expect("stat");
+    let mount = String::from_utf8_lossy(&mount.stdout).trim().to_string();
+    let srv = Server::start_in(
+        TempDir::new("srv"),
+        root.0.join("up"),
+        &["--require-mount", &mount],
+        &[],
+    );
+    assert_eq!(srv.get("/healthz").status, 200);
+}
+
+#[test]
+fn under_journald_lines_carry_a_priority_and_no_timestamp() {
+    let root = TempDir::new("srv");
+    let dir = root.0.join("up");
+    let srv = Server::start_in(root, dir, &[], &[("JOURNAL_STREAM", "8:12345")]);
+    let _ = srv.get("/healthz");
+    assert!(eventually(Duration::from_secs(2), || srv
+        .log_text()
+        .contains("\"GET /healthz\" 200")));
+    let log = srv.log_text();
+    for line in log.lines() {
+        assert!(line.starts_with('<') && !line.contains("Z INFO"), "{line}");
+    }
+}

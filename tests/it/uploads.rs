@@ -416,7 +416,7 @@ fn healthz_reports_and_turns_503_when_the_directory_is_not_writable() {
     assert!(r.json()["reason"]
         .as_str()
         .expect("reason")
-        .contains("not writable"));
+        .contains("not usable"));
 }
 
 #[test]
