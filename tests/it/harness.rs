@@ -50,26 +50,36 @@ impl Server {
     }
 
     pub fn start_in(root: TempDir, dir: PathBuf, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let log = root.0.join("server.log");
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(&dir, &log, &args, env, None);
-        Server {
-            child: Some(child),
-            addr,
-            dir,
-            log,
-            root,
-            args,
-        }
+        Server::launch(root, dir, args, env, None)
     }
 
     /// Starts under a shell prefix (e.g. `ulimit -n 40`).
     pub fn start_with_shell(prefix: &str, args: &[&str]) -> Server {
         let root = TempDir::new("srv");
         let dir = root.0.join("uploads");
+        Server::launch(root, dir, args, &[], Some(prefix))
+    }
+
+    /// Starts inside a new user + mount namespace with the upload dir on a tmpfs of `size`
+    /// (e.g. "8m"): a small disk that really fills up, without root.
+    pub fn start_on_tmpfs(size: &str, args: &[&str]) -> Server {
+        let root = TempDir::new("srv");
+        let dir = root.0.join("uploads");
+        std::fs::create_dir_all(&dir).expect("mount point");
+        let prefix = format!("mount -t tmpfs -o size={size} tmpfs '{}'", dir.display());
+        Server::launch(root, dir, args, &[], Some(&format!("unshare:{prefix}")))
+    }
+
+    fn launch(
+        root: TempDir,
+        dir: PathBuf,
+        args: &[&str],
+        env: &[(&str, &str)],
+        shell: Option<&str>,
+    ) -> Server {
         let log = root.0.join("server.log");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(&dir, &log, &args, &[], Some(prefix));
+        let (child, addr) = spawn(&dir, &log, &args, env, shell);
         Server {
             child: Some(child),
             addr,
@@ -208,9 +218,17 @@ fn spawn(
                 .iter()
                 .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
                 .collect();
-            let mut c = Command::new("sh");
+            // "unshare:PREFIX" runs the shell in a new user + mount namespace first.
+            let (mut c, prefix) = match prefix.strip_prefix("unshare:") {
+                Some(p) => {
+                    let mut c = Command::new("unshare");
+                    c.args(["-rm", "sh"]);
+                    (c, p)
+                }
+                None => (Command::new("sh"), prefix),
+            };
             c.arg("-c")
-                .arg(format!("{prefix}; exec '{bin}' {}", quoted.join(" ")));
+                .arg(format!("{prefix} && exec '{bin}' {}", quoted.join(" ")));
             c
         }
     };

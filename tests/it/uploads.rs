@@ -705,3 +705,45 @@ fn names_from_real_clients_are_kept_readable_and_safe() {
         assert!(name.len() == 36 && name.ends_with(".png"), "{name}");
     }
 }
+
+#[test]
+fn a_full_disk_mid_write_is_507_and_leaves_nothing() {
+    // An 8 MiB tmpfs as the upload filesystem; --min-free 0, so the disk really fills (ENOSPC).
+    let srv = Server::start_on_tmpfs("8m", &["--allow", "*"]);
+    let free_before = srv.get("/healthz").json()["free_bytes"]
+        .as_u64()
+        .expect("free");
+    assert!(
+        free_before > 7 << 20 && free_before <= 8 << 20,
+        "{free_before}"
+    );
+    for big in [
+        request(srv.addr, "PUT", "/upload/big.bin", &[], &bytes(1, 12 << 20)),
+        post_form(
+            srv.addr,
+            Form::new().file(
+                "f",
+                "big.bin",
+                "application/octet-stream",
+                &bytes(2, 12 << 20),
+            ),
+        ),
+    ] {
+        assert_eq!(big.status, 507, "{}", big.text());
+        assert_eq!(big.json()["error"]["code"], "insufficient_storage");
+    }
+    // The partial temp files are gone: all the space is free again, nothing is listed.
+    let health = srv.get("/healthz").json();
+    assert_eq!(health["free_bytes"].as_u64(), Some(free_before), "{health}");
+    assert_eq!(health["files"], 0);
+    // And the server still stores what fits.
+    let ok = request(
+        srv.addr,
+        "PUT",
+        "/upload/small.bin",
+        &[],
+        &bytes(3, 1 << 20),
+    );
+    assert_eq!(ok.status, 201, "{}", ok.text());
+    assert_eq!(srv.get(&url_of(&ok)).body, bytes(3, 1 << 20));
+}

@@ -1,0 +1,291 @@
+#!/usr/bin/env python3
+"""pidrop's benchmark: speed and footprint against this machine's ceiling, in one run.
+
+Measures, over loopback, with durable storage included (pidrop fsyncs before 201):
+  ceiling   raw TCP into a file (a sink that fsyncs at the end) and a plain disk copy;
+  pidrop    1 GiB multipart POST, 1 GiB PUT, 1 GiB download, 400 x 64 KiB files over 8
+            keep-alive connections (multipart and PUT);
+  scaling   RSS and CPU per GiB for 1 MiB, 100 MiB and 1 GiB files, and 1/4/16 parallel uploads;
+  footprint idle RSS, stripped binary size, crates in Cargo.lock.
+For each pidrop run: wall time -> MB/s or files/s, server CPU seconds (utime+stime from
+/proc/PID/stat) and peak RSS (VmHWM, reset through /proc/PID/clear_refs before each run).
+Prints a table and writes it to bench/out/results.md. Public tools only: curl, /proc.
+
+Usage: python3 bench/bench.py [--quick]   (--quick: 256 MiB instead of 1 GiB; for a smoke run)
+"""
+import os, socket, subprocess, sys, tempfile, threading, time, statistics, shutil
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK = "--quick" in sys.argv
+BIG = (256 if QUICK else 1024) << 20
+REPEAT = 1 if QUICK else 3
+TICK = os.sysconf("SC_CLK_TCK")
+MB = 1e6
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, capture_output=True, **kw)
+
+
+def make_file(path, size):
+    with open(path, "wb") as f:
+        chunk = os.urandom(1 << 20)
+        left = size
+        while left > 0:
+            n = min(left, len(chunk))
+            f.write(chunk[:n])
+            left -= n
+
+
+class Server:
+    def __init__(self, binary, workdir, *extra):
+        self.dir = os.path.join(workdir, "uploads")
+        self.proc = subprocess.Popen(
+            [binary, "--listen", "127.0.0.1:0", "--dir", self.dir, "--min-free", "0", "--allow", "*",
+             "--max-size", "64G", "--per-client", "64", "--workers", "32", "--log", "warn", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        line = self.proc.stdout.readline().decode()
+        self.url = line.strip().split(" on ")[1]
+        self.pid = self.proc.pid
+
+    def cpu(self):
+        fields = open(f"/proc/{self.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+
+    def status(self, key):
+        for line in open(f"/proc/{self.pid}/status"):
+            if line.startswith(key):
+                return int(line.split()[1])  # KiB
+        return 0
+
+    def reset_peak(self):
+        with open(f"/proc/{self.pid}/clear_refs", "w") as f:
+            f.write("5")
+
+    def measure(self, fn):
+        self.reset_peak()
+        c0, t0 = self.cpu(), time.perf_counter()
+        fn()
+        wall = time.perf_counter() - t0
+        return wall, self.cpu() - c0, self.status("VmHWM:")
+
+    def clear(self):
+        for name in os.listdir(self.dir):
+            if name != ".pidrop":
+                subprocess.run(["curl", "-fsS", "-o", "/dev/null", "-X", "DELETE", f"{self.url}/files/{name}"], check=False)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def sink_ceiling(path, out_dir):
+    """Raw TCP over loopback into a file, fsync at the end: the ceiling for an upload."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    dest = os.path.join(out_dir, "sink.bin")
+
+    def receive():
+        conn, _ = srv.accept()
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        with open(dest, "wb") as f:
+            while True:
+                n = conn.recv_into(buf)
+                if not n:
+                    break
+                f.write(view[:n])
+            f.flush()
+            os.fsync(f.fileno())
+        conn.close()
+
+    t = threading.Thread(target=receive)
+    t.start()
+    t0 = time.perf_counter()
+    c = socket.create_connection(("127.0.0.1", port))
+    with open(path, "rb") as f:
+        c.sendfile(f)
+    c.close()
+    t.join()
+    wall = time.perf_counter() - t0
+    os.remove(dest)
+    srv.close()
+    return wall
+
+
+def cat_to_socket(path):
+    """`cat FILE` into a socket sink that discards: the ceiling for a download."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+
+    def drain():
+        conn, _ = srv.accept()
+        buf = bytearray(1 << 20)
+        while conn.recv_into(buf):
+            pass
+        conn.close()
+
+    t = threading.Thread(target=drain)
+    t.start()
+    t0 = time.perf_counter()
+    c = socket.create_connection(("127.0.0.1", port))
+    subprocess.run(["cat", path], stdout=c.fileno(), check=True)
+    c.close()
+    t.join()
+    srv.close()
+    return time.perf_counter() - t0
+
+
+def disk_copy(path, out_dir):
+    dest = os.path.join(out_dir, "copy.bin")
+    t0 = time.perf_counter()
+    sh("cp", path, dest)
+    fd = os.open(dest, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    wall = time.perf_counter() - t0
+    os.remove(dest)
+    return wall
+
+
+def curl_put(url, path, name):
+    sh("curl", "-fsS", "-o", "/dev/null", "-T", path, f"{url}/upload/{name}")
+
+
+def curl_post(url, path):
+    sh("curl", "-fsS", "-o", "/dev/null", "-F", f"file=@{path}", f"{url}/upload")
+
+
+def small_files(url, paths, kind, conns=8):
+    """len(paths) files over `conns` keep-alive connections (one curl process each)."""
+    groups = [paths[i::conns] for i in range(conns)]
+    procs = []
+    for g in groups:
+        args = ["curl", "-fsS", "-o", "/dev/null"]
+        for j, p in enumerate(g):
+            if j:
+                args.append("--next")
+                args += ["-o", "/dev/null"]
+            if kind == "put":
+                args += ["-T", p, f"{url}/upload/{os.path.basename(p)}"]
+            else:
+                args += ["-F", f"file=@{p}", f"{url}/upload"]
+        procs.append(subprocess.Popen(args))
+    for p in procs:
+        if p.wait() != 0:
+            raise SystemExit("small-file upload failed")
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def main():
+    binary = os.path.join(ROOT, "target", "release", "pidrop")
+    sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
+    work = tempfile.mkdtemp(prefix="pidrop-bench-", dir=os.environ.get("BENCH_DIR", ROOT + "/target"))
+    rows = []
+    try:
+        big = os.path.join(work, "big.bin")
+        make_file(big, BIG)
+        gib = BIG / (1 << 30)
+        ceiling = median([sink_ceiling(big, work) for _ in range(REPEAT)])
+        copy = median([disk_copy(big, work) for _ in range(REPEAT)])
+        cat = median([cat_to_socket(big) for _ in range(REPEAT)])
+        rows.append(("ceiling: raw TCP -> file + fsync", f"{BIG / ceiling / MB:.0f} MB/s", "", "", ""))
+        rows.append(("ceiling: disk copy + fsync", f"{BIG / copy / MB:.0f} MB/s", "", "", ""))
+        rows.append(("ceiling: cat file -> socket", f"{BIG / cat / MB:.0f} MB/s", "", "", ""))
+
+        srv = Server(binary, work)
+        time.sleep(0.3)
+        idle = srv.status("VmRSS:")
+        size_label = f"{BIG >> 20} MiB"
+        for label, fn, ref in [
+            (f"{size_label} multipart POST", lambda: curl_post(srv.url, big), ceiling),
+            (f"{size_label} PUT", lambda: curl_put(srv.url, big, "big.bin"), ceiling),
+        ]:
+            runs = []
+            for _ in range(REPEAT):
+                runs.append(srv.measure(fn))
+                srv.clear()
+            wall = median([r[0] for r in runs])
+            cpu = median([r[1] for r in runs])
+            peak = max(r[2] for r in runs)
+            rows.append((label, f"{BIG / wall / MB:.0f} MB/s", f"{ceiling / wall:.2f} x ceiling",
+                         f"{cpu / gib:.2f} s/GiB", f"{peak / 1024:.1f} MiB"))
+        curl_put(srv.url, big, "big.bin")
+        name = [n for n in os.listdir(srv.dir) if n != ".pidrop"][0]
+        runs = [srv.measure(lambda: sh("curl", "-fsS", "-o", "/dev/null", f"{srv.url}/files/{name}")) for _ in range(REPEAT)]
+        wall = median([r[0] for r in runs])
+        rows.append((f"{size_label} download", f"{BIG / wall / MB:.0f} MB/s", f"{cat / wall:.2f} x cat",
+                     f"{median([r[1] for r in runs]) / gib:.2f} s/GiB", f"{max(r[2] for r in runs) / 1024:.1f} MiB"))
+        srv.clear()
+
+        small_dir = os.path.join(work, "small")
+        os.mkdir(small_dir)
+        smalls = []
+        for i in range(400):
+            p = os.path.join(small_dir, f"f{i}.bin")
+            with open(p, "wb") as f:
+                f.write(os.urandom(64 << 10))
+            smalls.append(p)
+        for kind in ["put", "multipart"]:
+            runs = []
+            for _ in range(REPEAT):
+                runs.append(srv.measure(lambda: small_files(srv.url, smalls, kind)))
+                srv.clear()
+            wall = median([r[0] for r in runs])
+            rows.append((f"400 x 64 KiB {kind}, 8 keep-alive conns", f"{400 / wall:.0f} files/s", "",
+                         f"{median([r[1] for r in runs]):.2f} s", f"{max(r[2] for r in runs) / 1024:.1f} MiB"))
+
+        for size in [1 << 20, 100 << 20, BIG]:
+            p = os.path.join(work, f"s{size}.bin")
+            if size != BIG:
+                make_file(p, size)
+            else:
+                p = big
+            wall, cpu, peak = srv.measure(lambda: curl_put(srv.url, p, "s.bin"))
+            srv.clear()
+            rows.append((f"scaling: one {size >> 20} MiB PUT", f"{size / wall / MB:.0f} MB/s", "",
+                         f"{cpu / (size / (1 << 30)):.2f} s/GiB", f"{peak / 1024:.1f} MiB"))
+        per = 64 << 20
+        p64 = os.path.join(work, "p64.bin")
+        make_file(p64, per)
+        for n in [1, 4, 16]:
+            def parallel():
+                ps = [subprocess.Popen(["curl", "-fsS", "-o", "/dev/null", "-T", p64, f"{srv.url}/upload/p{i}.bin"]) for i in range(n)]
+                for q in ps:
+                    q.wait()
+            wall, cpu, peak = srv.measure(parallel)
+            srv.clear()
+            rows.append((f"scaling: {n} parallel 64 MiB PUTs", f"{n * per / wall / MB:.0f} MB/s", "",
+                         f"{cpu / (n * per / (1 << 30)):.2f} s/GiB", f"{peak / 1024:.1f} MiB"))
+        srv.stop()
+        stripped = os.path.getsize(binary)
+        crates = sum(1 for line in open(os.path.join(ROOT, "Cargo.lock")) if line.startswith("name = "))
+        tree = sh("cargo", "tree", "-e", "normal", "--prefix", "none", cwd=ROOT).stdout.decode().split("\n")
+        runtime_crates = len({l.split(" ")[0] for l in tree if l.strip()})
+        rows.append(("idle RSS", f"{idle / 1024:.1f} MiB", "", "", ""))
+        rows.append(("release binary (stripped)", f"{stripped / 1024:.0f} KiB", "", "", ""))
+        rows.append(("crates", f"{runtime_crates} in the binary", f"{crates} in Cargo.lock (with dev/test)", "", ""))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    head = ("what", "speed", "ratio", "server CPU", "peak RSS")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    out = "\n".join(lines)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    header = f"pidrop benchmark, {stamp}, {os.cpu_count()} cores, median of {REPEAT}{' (quick)' if QUICK else ''}\n\n"
+    print(header + out)
+    os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "out", "results.md"), "w") as f:
+        f.write(header + out + "\n")
+
+
+if __name__ == "__main__":
+    main()
