@@ -1,7 +1,8 @@
 //! Downloads of stored files: the right type, a safe disposition, the sandbox CSP, validators
 //! (ETag, Last-Modified, If-None-Match) and single byte ranges.
 
-use std::fs::File;
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
 
 use crate::error::AppError;
 use crate::http::range::{self, ByteRange};
@@ -12,13 +13,18 @@ use crate::validate::{inline_safe, served_type};
 
 pub fn file(store: &Store, req: &Request<'_>, name: &str) -> Result<Response, AppError> {
     let meta = store.get(name).ok_or(AppError::NotFound)?;
-    let file = File::open(store.path_of(&meta)).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            AppError::NotFound
-        } else {
-            AppError::Storage(e)
-        }
-    })?;
+    // O_NOFOLLOW: a stored name replaced by a symlink is never followed out of the upload dir.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(store.path_of(&meta))
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP) {
+                AppError::NotFound
+            } else {
+                AppError::Storage(e)
+            }
+        })?;
     let len = file.metadata().map_err(AppError::Storage)?.len();
     let etag = etag(&meta, len);
     let base = |status| {

@@ -747,3 +747,79 @@ fn a_full_disk_mid_write_is_507_and_leaves_nothing() {
     assert_eq!(ok.status, 201, "{}", ok.text());
     assert_eq!(srv.get(&url_of(&ok)).body, bytes(3, 1 << 20));
 }
+
+#[test]
+fn symlinks_in_the_upload_dir_are_never_listed_or_served() {
+    let mut srv = Server::start(&[]);
+    let ok = request(srv.addr, "PUT", "/upload/a.txt", &[], b"real");
+    assert_eq!(ok.status, 201);
+    // Someone with shell access drops links that look like stored names.
+    let link = srv.dir.join("0123456789abcdef0123456789abcdef.txt");
+    std::os::unix::fs::symlink("/etc/passwd", &link).expect("symlink");
+    let dir_link = srv.dir.join("fedcba9876543210fedcba9876543210");
+    std::os::unix::fs::symlink("/etc", &dir_link).expect("symlink");
+    srv.restart();
+    let files = srv.get("/files").json()["files"]
+        .as_array()
+        .expect("files")
+        .clone();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["original_name"], "a.txt");
+    assert_eq!(
+        srv.get("/files/0123456789abcdef0123456789abcdef.txt")
+            .status,
+        404
+    );
+    assert_eq!(
+        srv.get("/files/fedcba9876543210fedcba9876543210").status,
+        404
+    );
+    assert_eq!(
+        request(
+            srv.addr,
+            "DELETE",
+            "/files/0123456789abcdef0123456789abcdef.txt",
+            &[],
+            b""
+        )
+        .status,
+        404
+    );
+    assert!(
+        std::fs::symlink_metadata(&link).is_ok(),
+        "not ours to delete"
+    );
+}
+
+#[test]
+fn a_connection_flood_leaves_the_server_serving_and_small() {
+    let srv = Server::start(&[
+        "--per-client",
+        "4096",
+        "--queue",
+        "64",
+        "--header-timeout",
+        "2s",
+    ]);
+    let base = srv.rss_kib();
+    let mut held = Vec::new();
+    for _ in 0..2000 {
+        match std::net::TcpStream::connect(srv.addr) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    assert!(held.len() >= 1000, "only {} connections", held.len());
+    drop(held);
+    assert!(eventually(Duration::from_secs(10), || srv
+        .get("/healthz")
+        .status
+        == 200));
+    let resp = request(srv.addr, "PUT", "/upload/after.png", &[], &png(1000));
+    assert_eq!(resp.status, 201);
+    assert!(
+        srv.rss_kib() < base + 4096,
+        "RSS {} KiB from {base} KiB",
+        srv.rss_kib()
+    );
+}
