@@ -217,6 +217,15 @@ def main():
             peak = max(r[2] for r in runs)
             rows.append((label, f"{BIG / wall / MB:.0f} MB/s", f"{ceiling / wall:.2f} x ceiling",
                          f"{cpu / gib:.2f} s/GiB", f"{peak / 1024:.1f} MiB"))
+        plain = Server(binary, work + "/nosum", "--checksum", "off")
+        runs = []
+        for _ in range(REPEAT):
+            runs.append(plain.measure(lambda: curl_put(plain.url, big, "big.bin")))
+            plain.clear()
+        plain.stop()
+        wall = median([r[0] for r in runs])
+        rows.append((f"{size_label} PUT, --checksum off", f"{BIG / wall / MB:.0f} MB/s", f"{ceiling / wall:.2f} x ceiling",
+                     f"{median([r[1] for r in runs]) / gib:.2f} s/GiB", f"{max(r[2] for r in runs) / 1024:.1f} MiB"))
         curl_put(srv.url, big, "big.bin")
         name = [n for n in os.listdir(srv.dir) if n != ".pidrop"][0]
         runs = [srv.measure(lambda: sh("curl", "-fsS", "-o", "/dev/null", f"{srv.url}/files/{name}")) for _ in range(REPEAT)]

@@ -25,6 +25,7 @@ const SETTINGS: &[Setting] = &[
     Setting { name: "max-request", default: "64G", help: "largest request body (all files of one multipart POST)" },
     Setting { name: "allow", default: "default", help: "allowed extensions, comma-separated; 'default' for photos, video, audio, documents, text and archives; '*' for any" },
     Setting { name: "min-free", default: "256M", help: "free space that must remain on the upload filesystem" },
+    Setting { name: "checksum", default: "sha256", help: "sha256 of every upload (in the JSON and metadata), or off: on a Pi without SHA instructions hashing can be the bottleneck" },
     Setting { name: "origins", default: "", help: "extra origins allowed to upload/delete (comma-separated, e.g. http://nas.local:8080)" },
     Setting { name: "workers", default: "16", help: "worker threads (each serves one connection at a time)" },
     Setting { name: "queue", default: "64", help: "accepted connections waiting for a worker; beyond this new ones get 503" },
@@ -51,6 +52,7 @@ pub struct Config {
     pub max_request: u64,
     pub allow: AllowList,
     pub min_free: u64,
+    pub checksum: bool,
     pub origins: Vec<String>,
     pub server: ServerConfig,
     pub max_parts: u64,
@@ -221,6 +223,14 @@ where
         max_request: size("max-request")?,
         allow,
         min_free: size("min-free")?,
+        checksum: {
+            let (n, v) = get("checksum");
+            match v.as_str() {
+                "sha256" => true,
+                "off" => false,
+                _ => return Err(invalid(n, &v, "expected sha256 or off")),
+            }
+        },
         origins,
         server,
         max_parts: count("max-parts")? as u64,

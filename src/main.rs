@@ -48,8 +48,13 @@ fn main() -> ExitCode {
 fn run(cfg: config::Config) -> Result<(), String> {
     // Before any thread exists, so that only the signal thread ever sees SIGTERM/SIGINT.
     sys::block_termination_signals().map_err(|e| format!("cannot set up signals: {e}"))?;
-    let store = storage::Store::open(&cfg.dir, cfg.min_free, cfg.require_mount.as_deref())
-        .map_err(|e| format!("cannot use upload directory {}: {e}", cfg.dir.display()))?;
+    let store = storage::Store::open(
+        &cfg.dir,
+        cfg.min_free,
+        cfg.require_mount.as_deref(),
+        cfg.checksum,
+    )
+    .map_err(|e| format!("cannot use upload directory {}: {e}", cfg.dir.display()))?;
     let listener = TcpListener::bind(cfg.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;

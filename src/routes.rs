@@ -233,7 +233,7 @@ pub fn meta_json(m: &Meta) -> String {
         .str("original_name", &m.original_name)
         .num("size", m.size)
         .str("type", &m.mime)
-        .str("sha256", &m.sha256)
+        .opt_str("sha256", Some(m.sha256.as_str()).filter(|s| !s.is_empty()))
         .str("url", &file_url(m))
         .raw("thumbnail_url", "null")
         .str("uploaded_at", &rfc3339(m.uploaded_time()))

@@ -73,6 +73,8 @@ pub struct Store {
     tmp: PathBuf,
     meta: PathBuf,
     min_free: u64,
+    /// Whether uploads are hashed (`--checksum`).
+    checksum: bool,
     index: RwLock<Index>,
 }
 
@@ -80,7 +82,7 @@ pub struct Store {
 pub struct TempFile {
     path: PathBuf,
     file: Option<File>,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     size: u64,
     unchecked: u64,
     kept: bool,
@@ -136,7 +138,12 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 impl Store {
     /// Opens (creating if needed) the upload directory, removes stale temp files and orphan
     /// metadata, and loads the index.
-    pub fn open(dir: &Path, min_free: u64, mount: Option<&Path>) -> io::Result<Store> {
+    pub fn open(
+        dir: &Path,
+        min_free: u64,
+        mount: Option<&Path>,
+        checksum: bool,
+    ) -> io::Result<Store> {
         let probe = Store::check_mount_of(dir, mount);
         if let Err(why) = probe {
             return Err(io::Error::other(why));
@@ -151,6 +158,7 @@ impl Store {
             tmp,
             meta,
             min_free,
+            checksum,
             index: RwLock::new(Index::default()),
         };
         store.clean_temp()?;
@@ -295,7 +303,7 @@ impl Store {
         Ok(TempFile {
             path,
             file: Some(file),
-            hasher: Sha256::new(),
+            hasher: self.checksum.then(Sha256::new),
             size: 0,
             unchecked: 0,
             kept: false,
@@ -306,7 +314,9 @@ impl Store {
     pub fn write(&self, temp: &mut TempFile, data: &[u8]) -> Result<(), AppError> {
         let file = temp.file.as_mut().ok_or(AppError::Internal)?;
         file.write_all(data).map_err(AppError::Storage)?;
-        temp.hasher.update(data);
+        if let Some(h) = temp.hasher.as_mut() {
+            h.update(data);
+        }
         temp.size += data.len() as u64;
         temp.unchecked += data.len() as u64;
         if temp.unchecked >= FREE_CHECK_EVERY {
@@ -333,7 +343,11 @@ impl Store {
         } else {
             format!("{hex}.{ext}")
         };
-        let sha256 = hex_digest(&std::mem::take(&mut temp.hasher).finalize());
+        let sha256 = temp
+            .hasher
+            .take()
+            .map(|h| hex_digest(&h.finalize()))
+            .unwrap_or_default();
         let uploaded_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()

@@ -1,6 +1,6 @@
 //! The few operating-system calls std does not offer: free space (`statvfs`), waiting for
-//! SIGTERM/SIGINT (`pthread_sigmask` + `sigwait`), and systemd readiness (`sd_notify`, which
-//! needs no call at all: a datagram to `$NOTIFY_SOCKET`).
+//! SIGTERM/SIGINT (`pthread_sigmask` + `sigwait`), zero-copy downloads (`sendfile`), and systemd
+//! readiness (`sd_notify`, which needs no call at all: a datagram to `$NOTIFY_SOCKET`).
 //!
 //! The unsafe code is confined here, each block a single libc call on memory we own.
 #![allow(
@@ -9,7 +9,10 @@
 )]
 
 use std::ffi::CString;
+use std::fs::File;
 use std::io;
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -39,6 +42,34 @@ fn term_signals() -> libc::sigset_t {
         libc::sigaddset(&mut set, libc::SIGINT);
         set
     }
+}
+
+/// Sends `len` bytes of `file` from `offset` to the socket with `sendfile(2)`: no copy through
+/// user space. (std's `io::copy` fell back to 8 KiB read/write pairs here: measured with strace,
+/// 32768 `read` + 32768 `sendto` calls for 256 MiB.) Returns the bytes sent, fewer only if the
+/// file shrank. The socket's send timeout applies: a stalled peer gives `TimedOut`.
+pub fn send_file(sock: &TcpStream, file: &File, offset: u64, len: u64) -> io::Result<u64> {
+    const MAX_CHUNK: u64 = 1 << 30; // 1 GiB per call, well under what sendfile accepts
+    let mut off = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let mut left = len;
+    while left > 0 {
+        let chunk = usize::try_from(left.min(MAX_CHUNK)).unwrap_or(1 << 20);
+        // SAFETY: both descriptors are open for the duration of the call; `off` is ours.
+        let n = unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, chunk) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Err(io::ErrorKind::TimedOut.into()),
+                _ => return Err(e),
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        left -= n as u64;
+    }
+    Ok(len - left)
 }
 
 /// Blocks SIGTERM and SIGINT in this thread and every thread it spawns afterwards, so that only

@@ -1,12 +1,12 @@
 //! Responses: a status, checked headers and a body that is empty, bytes, or a slice of a file.
 //!
 //! Header values are checked when written: a value holding CR, LF or another control byte is
-//! dropped (and logged), so user data can never split a response. File bodies go out through
-//! `std::io::copy`, which on Linux uses `sendfile`/`splice` from the file to the socket.
+//! dropped (and logged), so user data can never split a response. File bodies go out with
+//! `sendfile(2)`, straight from the page cache to the socket.
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::net::TcpStream;
 
 use crate::time::http_date;
@@ -160,14 +160,9 @@ pub fn write(
             out.write_all(&all)?;
             Ok(b.len() as u64)
         }
-        Payload::File {
-            mut file,
-            start,
-            len,
-        } => {
+        Payload::File { file, start, len } => {
             out.write_all(head.as_bytes())?;
-            file.seek(SeekFrom::Start(start))?;
-            let sent = io::copy(&mut file.take(len), &mut out)?;
+            let sent = crate::sys::send_file(stream, &file, start, len)?;
             if sent != len {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,

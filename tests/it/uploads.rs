@@ -823,3 +823,15 @@ fn a_connection_flood_leaves_the_server_serving_and_small() {
         srv.rss_kib()
     );
 }
+
+#[test]
+fn checksum_off_stores_without_hashing() {
+    let srv = Server::start(&["--checksum", "off"]);
+    let resp = request(srv.addr, "PUT", "/upload/a.png", &[], &png(5000));
+    assert_eq!(resp.status, 201);
+    let j = resp.json();
+    assert!(j["files"][0]["sha256"].is_null(), "{j}");
+    let got = srv.get(&url_of(&resp));
+    assert_eq!(got.body, png(5000));
+    assert!(got.header("ETag").is_some());
+}
