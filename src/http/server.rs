@@ -49,8 +49,11 @@ pub struct ServerConfig {
     pub discard_limit: u64,
 }
 
-/// How long and how much we read after a half-close before closing for good.
+/// How long and how much we read after a half-close before closing for good: long after an
+/// early answer to a body still in flight (a browser must see our 413, not a reset), short after
+/// a bad head, none after a header timeout (a client that slow gets no more of a worker's time).
 const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BAD_HEAD: Duration = Duration::from_millis(200);
 const LINGER_BYTES: u64 = 64 << 20; // 64 MiB
 /// Keep-alive waits wake this often to notice shutdown or a waiting queue.
 const IDLE_TICK: Duration = Duration::from_millis(200);
@@ -87,6 +90,9 @@ impl Drop for ClientSlot {
 struct Job {
     stream: TcpStream,
     peer: SocketAddr,
+    /// When the acceptor took the connection: the header deadline runs from here, so time
+    /// spent waiting in the queue counts and slow clients cannot hold queue places for long.
+    accepted: Instant,
     _slot: ClientSlot,
 }
 
@@ -161,11 +167,13 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, tx: SyncSender<Job>
             }
         };
         shared.queued.fetch_add(1, Ordering::SeqCst);
-        match tx.try_send(Job {
+        let job = Job {
             stream,
             peer,
+            accepted: Instant::now(),
             _slot: slot,
-        }) {
+        };
+        match tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
                 shared.queued.fetch_sub(1, Ordering::SeqCst);
@@ -220,13 +228,12 @@ fn worker(shared: &Arc<Shared>, rx: &Arc<Mutex<Receiver<Job>>>) {
         };
         let Ok(job) = job else { return };
         shared.queued.fetch_sub(1, Ordering::SeqCst);
-        let peer = job.peer;
+        let (peer, accepted) = (job.peer, job.accepted);
         // Our own bugs must not kill the worker either.
-        if catch_unwind(AssertUnwindSafe(|| {
-            serve_connection(shared, job.stream, peer)
-        }))
-        .is_err()
-        {
+        let served = catch_unwind(AssertUnwindSafe(|| {
+            serve_connection(shared, job.stream, peer, accepted)
+        }));
+        if served.is_err() {
             log::error!("connection from {peer} ended by a panic");
         }
     }
@@ -239,14 +246,15 @@ enum Next {
     Closed,
 }
 
-fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
+fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr, accepted: Instant) {
     let cfg = &shared.cfg;
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(cfg.write_timeout));
     let mut conn = Conn::new(stream, cfg.head.max_head.max(8 << 10));
     let mut first = true;
     loop {
-        let head = match next_head(shared, &mut conn, first) {
+        let since = if first { accepted } else { Instant::now() };
+        let head = match next_head(shared, &mut conn, first, since) {
             Ok(Next::Head(h)) => h,
             Ok(Next::Closed) => return,
             Err(HttpError::Io(_)) => return,
@@ -257,7 +265,9 @@ fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
                 let status = resp.status;
                 let _ = response::write(conn.stream(), resp, false, false);
                 access_log(peer, "-", "-", status, 0, 0, Instant::now());
-                linger(conn.stream());
+                if !matches!(err, AppError::Http(HttpError::Timeout)) {
+                    linger(conn.stream(), LINGER_BAD_HEAD);
+                }
                 return;
             }
         };
@@ -305,7 +315,7 @@ fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         access_log(peer, &method, &path, status, bytes_in, out, started);
         if !keep {
             if must_linger {
-                linger(conn.stream());
+                linger(conn.stream(), LINGER_TIME);
             }
             let _ = conn.stream().shutdown(Shutdown::Both);
             return;
@@ -315,9 +325,13 @@ fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
 
 /// Waits for and parses the next request head. The first request of a connection gets the
 /// header deadline from accept; later ones wait up to the keep-alive timeout for a first byte.
-fn next_head(shared: &Shared, conn: &mut Conn, first: bool) -> Result<Next, HttpError> {
+fn next_head(
+    shared: &Shared,
+    conn: &mut Conn,
+    first: bool,
+    accepted: Instant,
+) -> Result<Next, HttpError> {
     let cfg = &shared.cfg;
-    let accepted = Instant::now();
     if conn.buffered().is_empty() {
         let idle_limit = if first {
             cfg.header_timeout
@@ -380,9 +394,9 @@ fn next_head(shared: &Shared, conn: &mut Conn, first: bool) -> Result<Next, Http
 
 /// Half-close, then read and drop for a moment, so the peer sees our response rather than a
 /// reset caused by closing with its unread bytes still in our receive buffer.
-fn linger(stream: &TcpStream) {
+fn linger(stream: &TcpStream, time: Duration) {
     let _ = stream.shutdown(Shutdown::Write);
-    let until = Instant::now() + LINGER_TIME;
+    let until = Instant::now() + time;
     let mut scratch = [0u8; 8192];
     let mut total = 0u64;
     let mut s = stream;

@@ -437,3 +437,142 @@ fn random_bodies_with_look_alikes_and_random_chunking() {
         assert_eq!(got, want, "round {round}, pieces {pieces:?}, cap {cap}");
     }
 }
+
+/// A naive in-memory parser with the same rules, written for clarity, not speed: the whole body
+/// as one slice, `find` instead of a streaming search. The differential test below checks the
+/// streaming parser against it on random, often broken, bodies.
+fn naive(body: &[u8], boundary: &str) -> Result<Vec<(String, Option<String>, Vec<u8>)>, ()> {
+    let find = |hay: &[u8], needle: &[u8], from: usize| -> Option<usize> {
+        (from..=hay.len().saturating_sub(needle.len())).find(|&i| hay[i..].starts_with(needle))
+    };
+    let dash = format!("--{boundary}").into_bytes();
+    let delim = format!("\r\n--{boundary}").into_bytes();
+    let mut pos = body
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
+    if !body[pos..].starts_with(&dash) {
+        return Err(());
+    }
+    pos += dash.len();
+    let mut parts = Vec::new();
+    // After a delimiter: "--" ends the body; padding + CRLF starts a part; else not a delimiter.
+    let after = |pos: usize| -> Option<Option<usize>> {
+        let rest = &body[pos..];
+        if rest.starts_with(b"--") {
+            return Some(None);
+        }
+        let pad = rest
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\t'))
+            .count();
+        if pad <= MAX_PADDING && rest[pad..].starts_with(b"\r\n") {
+            return Some(Some(pos + pad + 2));
+        }
+        None
+    };
+    let mut next = match after(pos) {
+        Some(n) => n,
+        None => return Err(()),
+    };
+    while let Some(start) = next {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_PART_HEADERS];
+        let (len, headers) = match httparse::parse_headers(&body[start..], &mut slots) {
+            Ok(httparse::Status::Complete(done)) => done,
+            _ => return Err(()),
+        };
+        let head = part_head(headers).map_err(|_| ())?;
+        let data_start = start + len;
+        let mut search = data_start;
+        loop {
+            let at = find(body, &delim, search).ok_or(())?;
+            if let Some(n) = after(at + delim.len()) {
+                parts.push((
+                    head.name.clone(),
+                    head.filename.clone(),
+                    body[data_start..at].to_vec(),
+                ));
+                next = n;
+                break;
+            }
+            search = at + 1;
+        }
+    }
+    Ok(parts)
+}
+
+#[test]
+fn streaming_parser_agrees_with_the_naive_parser_on_random_bodies() {
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let pieces_of = |rng: &mut Rng, boundary: &str| -> Vec<Vec<u8>> {
+        vec![
+            format!("--{boundary}").into_bytes(),
+            format!("\r\n--{boundary}").into_bytes(),
+            format!("\r\n--{boundary}--").into_bytes(),
+            b"\r\n".to_vec(),
+            b"\r\n\r\n".to_vec(),
+            b"--".to_vec(),
+            b"\r".to_vec(),
+            b" \t".to_vec(),
+            b"Content-Disposition: form-data; name=\"a\"".to_vec(),
+            b"Content-Disposition: form-data; name=\"f\"; filename=\"x.bin\"".to_vec(),
+            b"Content-Type: text/plain".to_vec(),
+            (0..rng.below(40)).map(|_| rng.next() as u8).collect(),
+            b"data".to_vec(),
+        ]
+    };
+    let mut agreed_ok = 0;
+    for round in 0..3000 {
+        let boundary = ["b", "xY-9", "----WebKitFormBoundaryQ"][round % 3];
+        // Well-formed parts whose data holds random look-alike pieces…
+        let mut body = Vec::new();
+        for i in 0..1 + rng.below(3) {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            if i % 2 == 0 {
+                body.extend_from_slice(
+                    b"Content-Disposition: form-data; name=\"f\"; filename=\"x.bin\"\r\n\r\n",
+                );
+            } else {
+                body.extend_from_slice(b"Content-Disposition: form-data; name=\"a\"\r\n\r\n");
+            }
+            for _ in 0..rng.below(8) {
+                let pieces = pieces_of(&mut rng, boundary);
+                body.extend_from_slice(&pieces[rng.below(pieces.len())]);
+            }
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        // …then, one time in three, broken: a byte flipped, or the body cut short.
+        match rng.below(6) {
+            0 => {
+                let i = rng.below(body.len());
+                body[i] = rng.next() as u8;
+            }
+            1 => body.truncate(rng.below(body.len())),
+            _ => {}
+        }
+        let reference = naive(&body, boundary);
+        let pieces: Vec<usize> = (0..3).map(|_| 1 + rng.below(50)).collect();
+        let streamed = parse_all(&body, boundary, &pieces, TINY).map(|parts| {
+            parts
+                .into_iter()
+                .map(|p| (p.name, p.filename, p.data))
+                .collect::<Vec<_>>()
+        });
+        match (&reference, &streamed) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a, b, "round {round}: {:?}", String::from_utf8_lossy(&body));
+                agreed_ok += 1;
+            }
+            (Err(()), Err(_)) => {}
+            _ => panic!(
+                "round {round}: naive {reference:?} vs streaming {streamed:?} on {:?}",
+                String::from_utf8_lossy(&body)
+            ),
+        }
+    }
+    assert!(
+        agreed_ok > 300,
+        "too few valid bodies generated ({agreed_ok})"
+    );
+}

@@ -166,6 +166,33 @@ test('the form works with JavaScript disabled', async () => {
   await context.close();
 });
 
+test('a page on another site cannot make the browser upload (CSRF)', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  // A hostile page on another origin, served by the test itself: it auto-posts a multipart form
+  // (a "simple" request: no preflight) and also tries fetch() in no-cors mode.
+  await page.route('http://evil.test/**', (route) => route.fulfill({
+    contentType: 'text/html',
+    body: `<form id=f method=post enctype=multipart/form-data action="${base}/upload">
+             <input type=hidden name=x value=1></form>
+           <script>
+             const fd = new FormData();
+             fd.append('file', new File(['pwned'], 'pwned.txt', { type: 'text/plain' }));
+             fetch('${base}/upload', { method: 'POST', mode: 'no-cors', body: fd })
+               .finally(() => document.getElementById('f').submit());
+           </script>`,
+  }));
+  const before = storedCount();
+  const posted = page.waitForResponse((r) => r.url() === base + '/upload' && r.request().method() === 'POST');
+  await page.goto('http://evil.test/');
+  const res = await posted;
+  assert.equal(res.status(), 403);
+  await page.waitForLoadState('load');
+  assert.match(await page.textContent('body'), /forbidden_origin/);
+  assert.equal(storedCount(), before);
+  await context.close();
+});
+
 test('the page sends its own CSP and no inline script', async () => {
   const res = await fetch(base + '/');
   const csp = res.headers.get('content-security-policy');

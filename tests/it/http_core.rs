@@ -681,3 +681,57 @@ fn under_journald_lines_carry_a_priority_and_no_timestamp() {
         assert!(line.starts_with('<') && !line.contains("Z INFO"), "{line}");
     }
 }
+
+#[test]
+fn slow_headers_from_many_addresses_only_delay_a_normal_upload_until_the_deadline() {
+    let srv = Server::start(&[
+        "--header-timeout",
+        "2s",
+        "--workers",
+        "8",
+        "--queue",
+        "16",
+        "--per-client",
+        "4",
+    ]);
+    // 40 addresses × 4 connections, each dripping a header: far more than workers + queue.
+    let mut slow = Vec::new();
+    for last in 2..42u8 {
+        for _ in 0..4 {
+            let mut s = connect_from([127, 0, 1, last], srv.addr);
+            let _ = s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\n");
+            slow.push(s);
+        }
+    }
+    // A normal client is told to come back (503 + Retry-After), never left hanging, and its
+    // upload lands once the deadline has cleared the slow ones.
+    let started = Instant::now();
+    let data = png(50_000);
+    let mut refused = 0;
+    let stored = loop {
+        let resp = request(srv.addr, "PUT", "/upload/normal.png", &[], &data);
+        if resp.status == 201 {
+            break resp;
+        }
+        assert_eq!(resp.status, 503, "{}", resp.text());
+        assert!(resp.header("Retry-After").is_some());
+        refused += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still refused after {:?}",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(
+        srv.get(stored.json()["files"][0]["url"].as_str().expect("url"))
+            .body,
+        data
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "took {:?} ({refused} refusals)",
+        started.elapsed()
+    );
+    drop(slow);
+}
