@@ -329,6 +329,39 @@ fn ranges_validators_head_and_delete() {
 }
 
 #[test]
+fn a_jpeg_html_polyglot_is_served_as_a_sandboxed_image() {
+    let srv = Server::start(&[]);
+    let mut poly = jpeg(100);
+    poly.extend_from_slice(b"<html><script>alert(document.domain)</script></html>");
+    let resp = request(srv.addr, "PUT", "/upload/poly.jpg", &[], &poly);
+    assert_eq!(resp.status, 201);
+    let got = srv.get(&url_of(&resp));
+    assert_eq!(got.header("Content-Type"), Some("image/jpeg"));
+    assert_eq!(got.header("X-Content-Type-Options"), Some("nosniff"));
+    assert_eq!(got.header("Content-Security-Policy"), Some("sandbox"));
+    // The same bytes named .html are refused by the default allow-list.
+    assert_eq!(
+        request(srv.addr, "PUT", "/upload/poly.html", &[], &poly).status,
+        415
+    );
+}
+
+#[test]
+fn thousands_of_tiny_parts_are_refused_early() {
+    let srv = Server::start(&[]);
+    let mut form = Form::new();
+    for i in 0..5000 {
+        form = form.field(&format!("f{i}"), "x");
+    }
+    let resp = post_form(srv.addr, form.file("f", "a.png", "image/png", &png(10)));
+    assert_eq!(
+        (resp.status, resp.json()["error"]["code"].as_str()),
+        (413, Some("too_many_parts"))
+    );
+    assert!(srv.stored_files().is_empty());
+}
+
+#[test]
 fn active_content_is_only_ever_an_attachment() {
     let srv = Server::start(&["--allow", "*"]);
     for (name, body) in [
@@ -366,8 +399,16 @@ fn errors_are_json_with_the_right_status() {
     );
     let r = srv.get("/files/../../etc/passwd");
     assert_eq!(r.status, 404);
-    let r = srv.get("/files/%2e%2e%2fetc%2fpasswd");
-    assert_eq!(r.status, 404);
+    for path in [
+        "/files/%2e%2e%2fetc%2fpasswd",
+        "/files/%252e%252e%252fetc%252fpasswd",
+        "/files/..%5c..%5cwin.ini",
+        "/files/.pidrop/meta",
+        "/files//etc/passwd",
+        "/static/../Cargo.toml",
+    ] {
+        assert_eq!(srv.get(path).status, 404, "{path}");
+    }
     let r = request(srv.addr, "DELETE", "/healthz", &[], b"");
     assert_eq!(r.status, 405);
     assert_eq!(r.header("Allow"), Some("GET, HEAD"));
@@ -682,7 +723,18 @@ fn names_from_real_clients_are_kept_readable_and_safe() {
             "<img src=x onerror=alert(1)>.png",
             "<img src=x onerror=alert(1)>.png",
         ),
+        ("/etc/passwd.png", "passwd.png"),
+        ("..\\..\\windows\\win.png", "win.png"),
+        ("%2e%2e%2fx.png", "%2e%2e%2fx.png"),
+        ("CON.png", "CON.png"),
+        ("NUL", ""),
     ] {
+        if kept.is_empty() {
+            // No extension: refused by the allow-list, never stored.
+            let resp = post_form(srv.addr, Form::new().file("f", sent, "image/png", &png(10)));
+            assert_eq!(resp.status, 415, "{sent}");
+            continue;
+        }
         let resp = post_form(srv.addr, Form::new().file("f", sent, "image/png", &png(10)));
         assert_eq!(resp.status, 201, "{sent}: {}", resp.text());
         assert_eq!(resp.json()["files"][0]["original_name"], kept, "{sent}");
@@ -700,6 +752,22 @@ fn names_from_real_clients_are_kept_readable_and_safe() {
         &full,
     );
     assert_eq!(resp.json()["files"][0]["original_name"], "€ rates.png");
+    // Very long names are cut (keeping the extension); a NUL in the header is malformed.
+    let long = format!("{}.png", "é".repeat(400));
+    let resp = post_form(
+        srv.addr,
+        Form::new().file("f", &long, "image/png", &png(10)),
+    );
+    let kept = resp.json()["files"][0]["original_name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    assert!(kept.len() <= 255 && kept.ends_with(".png"), "{kept}");
+    let resp = post_form(
+        srv.addr,
+        Form::new().file("f", "a\0b.png", "image/png", &png(10)),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
     // Only pidrop's own names ever reach the disk.
     for name in srv.stored_files() {
         assert!(name.len() == 36 && name.ends_with(".png"), "{name}");
