@@ -16,6 +16,8 @@ pub mod routes;
 pub mod serve;
 pub mod storage;
 pub mod sys;
+#[cfg(feature = "thumbnails")]
+pub mod thumbs;
 pub mod time;
 pub mod upload;
 pub mod validate;

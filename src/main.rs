@@ -60,10 +60,15 @@ fn run(cfg: config::Config) -> Result<(), String> {
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     announce(bound);
     let server_cfg = cfg.server.clone();
+    #[cfg(feature = "thumbnails")]
+    let thumbs = pidrop::thumbs::Thumbs::start(store.state_dir().join("thumbs"))
+        .map_err(|e| format!("cannot start the thumbnail worker: {e}"))?;
     let app = Arc::new(App {
         cfg,
         store,
         started: Instant::now(),
+        #[cfg(feature = "thumbnails")]
+        thumbs,
     });
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_thread(stop.clone(), bound)?;

@@ -18,6 +18,8 @@ pub struct App {
     pub cfg: Config,
     pub store: Store,
     pub started: Instant,
+    #[cfg(feature = "thumbnails")]
+    pub thumbs: std::sync::Arc<crate::thumbs::Thumbs>,
 }
 
 impl Service for App {
@@ -83,10 +85,11 @@ impl App {
                 self.check_origin(req)?;
                 let html = wants_html(req);
                 let outcome = upload::multipart(&self.cfg, &self.store, req)?;
+                self.stored(&outcome);
                 Ok(if html {
                     outcome_page(&outcome)
                 } else {
-                    outcome_json(&outcome)
+                    self.outcome_json(&outcome)
                 })
             }
             "/upload" => Err(AppError::MethodNotAllowed { allow: "POST" }),
@@ -106,7 +109,11 @@ impl App {
                     refused: vec![],
                     fields: vec![],
                 };
-                Ok(outcome_json(&out).header("Location", url))
+                self.stored(&out);
+                Ok(self.outcome_json(&out).header("Location", url))
+            }
+            p if p.starts_with("/thumbnails/") && read => {
+                self.thumbnail(&p["/thumbnails/".len()..])
             }
             "/files" | "/files/" if read => Ok(self.listing(req)),
             "/files" | "/files/" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
@@ -120,6 +127,8 @@ impl App {
                     "GET" | "HEAD" => serve::file(&self.store, req, name),
                     "DELETE" => {
                         self.check_origin(req)?;
+                        #[cfg(feature = "thumbnails")]
+                        self.thumbs.remove(name);
                         if self.store.delete(name)? {
                             Ok(Response::new(204))
                         } else {
@@ -133,6 +142,92 @@ impl App {
             }
             _ => Err(AppError::NotFound),
         }
+    }
+
+    /// The JSON object of one stored file.
+    pub fn meta_json(&self, m: &Meta) -> String {
+        Obj::new()
+            .str("name", &m.name)
+            .str("original_name", &m.original_name)
+            .num("size", m.size)
+            .str("type", &m.mime)
+            .opt_str("sha256", Some(m.sha256.as_str()).filter(|s| !s.is_empty()))
+            .str("url", &file_url(m))
+            .opt_str("thumbnail_url", self.thumbnail_url(m).as_deref())
+            .str("uploaded_at", &rfc3339(m.uploaded_time()))
+            .raw(
+                "fields",
+                &json::string_map(m.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            )
+            .finish()
+    }
+
+    fn outcome_json(&self, o: &Outcome) -> Response {
+        let errors = o.refused.iter().map(|(name, e)| {
+            Obj::new()
+                .str("original_name", name)
+                .str("code", e.code())
+                .str("message", &e.to_string())
+                .finish()
+        });
+        let mut body = Obj::new()
+            .raw(
+                "files",
+                &json::array(o.stored.iter().map(|m| self.meta_json(m))),
+            )
+            .raw("errors", &json::array(errors))
+            .raw(
+                "fields",
+                &json::string_map(o.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            );
+        if o.stored.is_empty() && o.refused.is_empty() {
+            let e = AppError::Upload(UploadError::NoFile);
+            body = body.raw(
+                "error",
+                &Obj::new()
+                    .str("code", e.code())
+                    .str("message", &e.to_string())
+                    .finish(),
+            );
+        }
+        Response::json(status_of(o), body.finish())
+    }
+
+    /// After a commit: queue the thumbnails (never delays the answer).
+    fn stored(&self, o: &Outcome) {
+        #[cfg(feature = "thumbnails")]
+        for m in &o.stored {
+            self.thumbs.queue(self.store.path_of(m), &m.name, &m.mime);
+        }
+        #[cfg(not(feature = "thumbnails"))]
+        let _ = o;
+    }
+
+    fn thumbnail_url(&self, m: &Meta) -> Option<String> {
+        #[cfg(feature = "thumbnails")]
+        if self.thumbs.available(&m.name, &m.mime) {
+            return Some(format!("/thumbnails/{}", m.name));
+        }
+        let _ = m;
+        None
+    }
+
+    /// `GET /thumbnails/<name>`: cached, or made now (and cached) if the worker has not yet.
+    fn thumbnail(&self, name: &str) -> Result<Response, AppError> {
+        if !is_stored_name(name) {
+            return Err(AppError::NotFound);
+        }
+        #[cfg(feature = "thumbnails")]
+        {
+            let meta = self.store.get(name).ok_or(AppError::NotFound)?;
+            let path = self
+                .thumbs
+                .ensure(&self.store.path_of(&meta), name, &meta.mime);
+            let path = path.ok_or(AppError::NotFound)?;
+            serve::thumbnail(&path)
+        }
+        #[cfg(not(feature = "thumbnails"))]
+        Err(AppError::NotFound)
     }
 
     /// CSRF: a browser on another site can POST here without a preflight. Same-origin requests
@@ -173,7 +268,10 @@ impl App {
         }
         let (page, next) = self.store.list(cursor.as_deref(), limit);
         let body = Obj::new()
-            .raw("files", &json::array(page.iter().map(|m| meta_json(m))))
+            .raw(
+                "files",
+                &json::array(page.iter().map(|m| self.meta_json(m))),
+            )
             .opt_str("next", next.as_deref())
             .finish();
         Response::json(200, body).header("Cache-Control", "no-store")
@@ -227,57 +325,12 @@ fn file_url(m: &Meta) -> String {
     format!("/files/{}", m.name)
 }
 
-pub fn meta_json(m: &Meta) -> String {
-    Obj::new()
-        .str("name", &m.name)
-        .str("original_name", &m.original_name)
-        .num("size", m.size)
-        .str("type", &m.mime)
-        .opt_str("sha256", Some(m.sha256.as_str()).filter(|s| !s.is_empty()))
-        .str("url", &file_url(m))
-        .raw("thumbnail_url", "null")
-        .str("uploaded_at", &rfc3339(m.uploaded_time()))
-        .raw(
-            "fields",
-            &json::string_map(m.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-        )
-        .finish()
-}
-
 fn status_of(o: &Outcome) -> u16 {
     if !o.stored.is_empty() {
         201
     } else {
         o.refused.first().map(|(_, e)| e.status()).unwrap_or(400)
     }
-}
-
-fn outcome_json(o: &Outcome) -> Response {
-    let errors = o.refused.iter().map(|(name, e)| {
-        Obj::new()
-            .str("original_name", name)
-            .str("code", e.code())
-            .str("message", &e.to_string())
-            .finish()
-    });
-    let mut body = Obj::new()
-        .raw("files", &json::array(o.stored.iter().map(|m| meta_json(m))))
-        .raw("errors", &json::array(errors))
-        .raw(
-            "fields",
-            &json::string_map(o.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-        );
-    if o.stored.is_empty() && o.refused.is_empty() {
-        let e = AppError::Upload(UploadError::NoFile);
-        body = body.raw(
-            "error",
-            &Obj::new()
-                .str("code", e.code())
-                .str("message", &e.to_string())
-                .finish(),
-        );
-    }
-    Response::json(status_of(o), body.finish())
 }
 
 /// A form posted without JavaScript prefers a page to JSON.

@@ -65,6 +65,27 @@ pub fn file(store: &Store, req: &Request<'_>, name: &str) -> Result<Response, Ap
     Ok(resp)
 }
 
+/// A cached thumbnail (always a JPEG pidrop made itself).
+pub fn thumbnail(path: &std::path::Path) -> Result<Response, AppError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|_| AppError::NotFound)?;
+    let len = file.metadata().map_err(AppError::Storage)?.len();
+    let mut resp = Response::new(200)
+        .header("Content-Type", "image/jpeg")
+        .header("X-Content-Type-Options", "nosniff")
+        .header("Content-Security-Policy", "sandbox")
+        .header("Cache-Control", "private, max-age=86400");
+    resp.payload = Payload::File {
+        file,
+        start: 0,
+        len,
+    };
+    Ok(resp)
+}
+
 fn etag(meta: &Meta, len: u64) -> String {
     if meta.sha256.len() >= 32 {
         format!("\"{}\"", &meta.sha256[..32])

@@ -247,6 +247,11 @@ impl Store {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad metadata"))
     }
 
+    /// `.pidrop/` inside the upload dir: pidrop's own files (temp, metadata, thumbnails).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join(".pidrop")
+    }
+
     /// Free bytes on the upload filesystem.
     pub fn free_space(&self) -> io::Result<u64> {
         crate::sys::free_space(&self.dir)

@@ -36,8 +36,16 @@ fn multipart_with_files_and_fields_is_stored_byte_exact() {
     assert_eq!(f["type"], "image/jpeg");
     assert_eq!(f["sha256"], sha256_hex(&photo));
     assert_eq!(f["fields"]["album"], "Holidays");
-    assert!(f["thumbnail_url"].is_null());
     let name = f["name"].as_str().expect("name");
+    if cfg!(feature = "thumbnails") {
+        assert_eq!(f["thumbnail_url"], format!("/thumbnails/{name}").as_str());
+        assert!(
+            files[1]["thumbnail_url"].is_null(),
+            "no thumbnails for text"
+        );
+    } else {
+        assert!(f["thumbnail_url"].is_null());
+    }
     assert!(name.len() == 36 && name.ends_with(".jpg"), "{name}");
     assert!(f["uploaded_at"].as_str().expect("time").ends_with('Z'));
     let got = srv.get(f["url"].as_str().expect("url"));
