@@ -180,6 +180,33 @@ def small_files(url, paths, kind, conns=8):
             raise SystemExit("small-file upload failed")
 
 
+def thumbnail_rows(binary, work):
+    """Peak RSS above idle while a 24 MP JPEG is uploaded and thumbnailed, and the time to the
+    first thumbnail of a 12 MP JPEG (test photos made by examples/make_jpeg.rs)."""
+    rows = []
+    sh("cargo", "build", "--release", "--quiet", "--example", "make_jpeg", cwd=ROOT)
+    maker = os.path.join(ROOT, "target", "release", "examples", "make_jpeg")
+    for label, (w, h) in [("24 MP", (6000, 4000)), ("12 MP", (4000, 3000))]:
+        photo = os.path.join(work, f"{w}x{h}.jpg")
+        sh(maker, str(w), str(h), photo)
+        srv = Server(binary, os.path.join(work, f"thumb{w}"))
+        time.sleep(0.3)
+        idle = srv.status("VmRSS:")
+        srv.reset_peak()
+        out = sh("curl", "-fsS", "-T", photo, f"{srv.url}/upload/photo.jpg").stdout.decode()
+        name = out.split('"name":"')[1].split('"')[0]
+        t0 = time.perf_counter()
+        code = sh("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", f"{srv.url}/thumbnails/{name}").stdout.decode()
+        took = time.perf_counter() - t0
+        peak = srv.status("VmHWM:")
+        srv.stop()
+        if code != "200":
+            raise SystemExit(f"no thumbnail for the {label} photo ({code})")
+        rows.append((f"thumbnail of a {label} JPEG ({w}x{h})", f"{took * 1000:.0f} ms to first thumbnail", "",
+                     "", f"{(peak - idle) / 1024:.1f} MiB above idle"))
+    return rows
+
+
 def median(xs):
     return statistics.median(xs)
 
@@ -274,6 +301,7 @@ def main():
             rows.append((f"scaling: {n} parallel 64 MiB PUTs", f"{n * per / wall / MB:.0f} MB/s", "",
                          f"{cpu / (n * per / (1 << 30)):.2f} s/GiB", f"{peak / 1024:.1f} MiB"))
         srv.stop()
+        rows += thumbnail_rows(binary, work)
         stripped = os.path.getsize(binary)
         crates = sum(1 for line in open(os.path.join(ROOT, "Cargo.lock")) if line.startswith("name = "))
         tree = sh("cargo", "tree", "-e", "normal", "--prefix", "none", cwd=ROOT).stdout.decode().split("\n")

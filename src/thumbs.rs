@@ -394,8 +394,11 @@ fn orient(w: u32, h: u32, rgb: Vec<u8>, o: u8) -> (u32, u32, Vec<u8>) {
 pub struct Thumbs {
     dir: PathBuf,
     queue: SyncSender<(PathBuf, String, String)>,
-    /// Names whose thumbnail failed (bomb, corrupt): not tried again until restart.
+    /// Names whose thumbnail failed (bomb, corrupt): not tried again (`.none` markers on disk).
     failed: Mutex<HashSet<String>>,
+    /// One thumbnail is made at a time, process-wide: the memory bound holds however many
+    /// requests ask at once, and a thumbnail asked for twice is made once.
+    making: Mutex<()>,
 }
 
 impl Thumbs {
@@ -416,6 +419,7 @@ impl Thumbs {
             dir,
             queue: tx,
             failed: Mutex::new(failed),
+            making: Mutex::new(()),
         });
         let worker = thumbs.clone();
         std::thread::Builder::new()
@@ -462,9 +466,18 @@ impl Thumbs {
         if !self.available(name, mime) {
             return None;
         }
+        let _one_at_a_time = self.making.lock().ok()?;
+        if path.exists() {
+            return Some(path); // made while we waited
+        }
+        if !self.available(name, mime) {
+            return None;
+        }
         match make(src, mime) {
             Ok(bytes) => {
-                let tmp = self.dir.join(format!("{name}.{}.tmp", std::process::id()));
+                // Unique per attempt: the worker and a request may make the same thumbnail at once.
+                let nonce = crate::storage::random_hex().unwrap_or_default();
+                let tmp = self.dir.join(format!("{name}.{nonce}.tmp"));
                 let written = File::create(&tmp)
                     .and_then(|mut f| f.write_all(&bytes).and_then(|_| f.sync_all()))
                     .and_then(|_| fs::rename(&tmp, &path));

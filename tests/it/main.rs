@@ -8,4 +8,5 @@
 
 mod harness;
 mod http_core;
+mod thumbnails;
 mod uploads;
