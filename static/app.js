@@ -197,15 +197,16 @@
     if (!files.length) { list.append(el('li', 'hint', 'Nothing uploaded yet.')); return; }
     for (const f of files) {
       const li = el('li');
-      let thumb;
+      // No preview from the server (or it cannot make one): a badge with the file's extension.
+      const badge = el('span', 'thumb badge', extension(f.original_name).slice(0, 4).toUpperCase() || 'FILE');
+      badge.setAttribute('aria-hidden', 'true');
+      let thumb = badge;
       if (f.thumbnail_url) {
         thumb = el('img', 'thumb');
         thumb.alt = '';
+        thumb.loading = 'lazy';
+        thumb.onerror = () => thumb.replaceWith(badge);
         thumb.src = f.thumbnail_url;
-      } else {
-        // No preview from the server: a badge with the file's extension.
-        thumb = el('span', 'thumb badge', extension(f.original_name).slice(0, 4).toUpperCase() || 'FILE');
-        thumb.setAttribute('aria-hidden', 'true');
       }
       const a = el('a', 'name', f.original_name);
       a.href = f.url;
