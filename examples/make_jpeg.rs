@@ -20,5 +20,6 @@ fn main() {
         }
     }
     let enc = jpeg_encoder::Encoder::new_file(out, 90).expect("create");
-    enc.encode(&rgb, w, h, jpeg_encoder::ColorType::Rgb).expect("encode");
+    enc.encode(&rgb, w, h, jpeg_encoder::ColorType::Rgb)
+        .expect("encode");
 }
