@@ -207,6 +207,29 @@ def thumbnail_rows(binary, work):
     return rows
 
 
+def musl_rows(big, work):
+    """The Pi binaries are static musl builds; their footprint differs from the host glibc build
+    (glibc keeps per-thread malloc arenas). Measured on x86_64 musl when that target is there."""
+    installed = subprocess.run(["rustup", "target", "list", "--installed"], capture_output=True, cwd=ROOT).stdout.decode()
+    if "x86_64-unknown-linux-musl" not in installed:
+        return [("static musl build", "skipped: rustup target add x86_64-unknown-linux-musl", "", "", "")]
+    env = dict(os.environ, CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER="rust-lld")
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--target", "x86_64-unknown-linux-musl"],
+                   check=True, cwd=ROOT, env=env)
+    binary = os.path.join(ROOT, "target", "x86_64-unknown-linux-musl", "release", "pidrop")
+    srv = Server(binary, os.path.join(work, "musl"))
+    time.sleep(0.3)
+    idle = srv.status("VmRSS:")
+    wall, cpu, peak = srv.measure(lambda: curl_put(srv.url, big, "big.bin"))
+    srv.stop()
+    gib = os.path.getsize(big) / (1 << 30)
+    return [
+        ("static musl build (as shipped): idle RSS", f"{idle / 1024:.1f} MiB", "", "", ""),
+        (f"static musl build: {os.path.getsize(big) >> 20} MiB PUT", f"{os.path.getsize(big) / wall / MB:.0f} MB/s", "",
+         f"{cpu / gib:.2f} s/GiB", f"{peak / 1024:.1f} MiB"),
+    ]
+
+
 def median(xs):
     return statistics.median(xs)
 
@@ -302,6 +325,7 @@ def main():
                          f"{cpu / (n * per / (1 << 30)):.2f} s/GiB", f"{peak / 1024:.1f} MiB"))
         srv.stop()
         rows += thumbnail_rows(binary, work)
+        rows += musl_rows(big, work)
         stripped = os.path.getsize(binary)
         crates = sum(1 for line in open(os.path.join(ROOT, "Cargo.lock")) if line.startswith("name = "))
         tree = sh("cargo", "tree", "-e", "normal", "--prefix", "none", cwd=ROOT).stdout.decode().split("\n")
