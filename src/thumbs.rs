@@ -221,14 +221,7 @@ fn jpeg<R: Read>(reader: R) -> Result<Image, ThumbError> {
         other => return Err(decode_err(format!("pixel format {other:?}"))),
     };
     let (sw, sh) = (u32::from(sw), u32::from(sh));
-    let mut shrink = Shrink::new(sw, sh);
-    let mut row = Vec::new();
-    for line in pixels.chunks_exact(sw as usize * channels) {
-        to_rgb(line, channels, &mut row);
-        shrink.push(&row);
-    }
-    let (w, h, out) = shrink.finish();
-    Ok((w, h, out, orientation))
+    Ok(shrink_whole(sw, sh, &pixels, channels, orientation))
 }
 
 fn png_image<R: std::io::BufRead + std::io::Seek>(reader: R) -> Result<Image, ThumbError> {
@@ -288,7 +281,7 @@ fn gif_image<R: Read>(reader: R) -> Result<Image, ThumbError> {
         .ok_or_else(|| decode_err("no frame"))?;
     let (w, h) = (u32::from(frame.width), u32::from(frame.height));
     check_pixels(w, h, MAX_WHOLE_PIXELS)?;
-    whole_rgba(w, h, &frame.buffer)
+    Ok(shrink_whole(w, h, &frame.buffer, 4, 1))
 }
 
 fn webp<R: std::io::BufRead + std::io::Seek>(reader: R) -> Result<Image, ThumbError> {
@@ -301,25 +294,19 @@ fn webp<R: std::io::BufRead + std::io::Seek>(reader: R) -> Result<Image, ThumbEr
     let mut buf = vec![0; size];
     dec.read_image(&mut buf).map_err(decode_err)?;
     let channels = if dec.has_alpha() { 4 } else { 3 };
+    Ok(shrink_whole(w, h, &buf, channels, 1))
+}
+
+/// Shrinks a whole decoded image (`channels` bytes per pixel, rows of `w` pixels).
+fn shrink_whole(w: u32, h: u32, pixels: &[u8], channels: usize, orientation: u8) -> Image {
     let mut shrink = Shrink::new(w, h);
     let mut rgb = Vec::new();
-    for line in buf.chunks_exact(w as usize * channels) {
+    for line in pixels.chunks_exact(w as usize * channels) {
         to_rgb(line, channels, &mut rgb);
         shrink.push(&rgb);
     }
     let (w, h, out) = shrink.finish();
-    Ok((w, h, out, 1))
-}
-
-fn whole_rgba(w: u32, h: u32, rgba: &[u8]) -> Result<Image, ThumbError> {
-    let mut shrink = Shrink::new(w, h);
-    let mut rgb = Vec::new();
-    for line in rgba.chunks_exact(w as usize * 4) {
-        to_rgb(line, 4, &mut rgb);
-        shrink.push(&rgb);
-    }
-    let (w, h, out) = shrink.finish();
-    Ok((w, h, out, 1))
+    (w, h, out, orientation)
 }
 
 /// The Orientation tag (0x0112) of the first IFD in raw EXIF (TIFF) data; 1 if absent.
