@@ -35,19 +35,20 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
-/// A static asset by name, or `None`.
-pub fn get(name: &str) -> Option<Response> {
+/// A static asset by name, or `None`. With `--static-dir`, an edited copy of the same file is
+/// read from that directory on every request (only the names above: nothing else is served
+/// from it), falling back to the embedded one when the copy is missing.
+pub fn get(name: &str, dir: Option<&std::path::Path>) -> Option<Response> {
     let (_, ctype, bytes) = FILES.iter().find(|(n, _, _)| *n == name)?;
-    let mut r = Response::with_body(200, ctype, *bytes);
+    let body: std::borrow::Cow<'static, [u8]> = match dir.map(|d| std::fs::read(d.join(name))) {
+        Some(Ok(edited)) => edited.into(),
+        _ => (*bytes).into(),
+    };
+    let mut r = Response::with_body(200, ctype, body);
     for (k, v) in PAGE_HEADERS {
         r.set_header(k, *v);
     }
     Some(r)
-}
-
-/// The main page.
-pub fn page(name: &str) -> Response {
-    get(name).unwrap_or_else(|| Response::new(404))
 }
 
 /// The short page a no-JavaScript form post gets back; `items` is already escaped HTML.

@@ -39,6 +39,7 @@ const SETTINGS: &[Setting] = &[
     Setting { name: "shutdown-timeout", default: "10s", help: "on SIGTERM, how long in-flight requests may run" },
     Setting { name: "max-parts", default: "1000", help: "parts in one multipart body" },
     Setting { name: "max-field", default: "64K", help: "size of one text field in a multipart body" },
+    Setting { name: "static-dir", default: "", help: "serve an edited copy of the page (index.html, app.js, style.css) from this directory instead of the embedded one" },
     Setting { name: "log", default: "info", help: "log level: error, warn, info, debug, trace (RUST_LOG also works)" },
 ];
 
@@ -57,6 +58,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub max_parts: u64,
     pub max_field: u64,
+    pub static_dir: Option<PathBuf>,
     pub log: String,
 }
 
@@ -235,6 +237,9 @@ where
         server,
         max_parts: count("max-parts")? as u64,
         max_field: size("max-field")?,
+        static_dir: Some(get("static-dir").1)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from),
         log: get("log").1,
     })))
 }
@@ -360,6 +365,18 @@ mod tests {
         assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
         assert_eq!(parse_duration("0s"), None);
         assert_eq!(parse_duration("x"), None);
+    }
+
+    #[test]
+    fn the_systemd_example_file_documents_every_setting() {
+        let example = include_str!("../systemd/pidrop.default");
+        for s in SETTINGS {
+            assert!(
+                example.contains(&format!("#{}=", env_name(s.name))),
+                "{} missing",
+                s.name
+            );
+        }
     }
 
     #[test]

@@ -73,10 +73,13 @@ impl App {
             panic!("panic requested by /debug/panic");
         }
         match path.as_str() {
-            "/" | "/index.html" if read => Ok(assets::page("index.html")),
+            "/" | "/index.html" if read => {
+                assets::get("index.html", self.cfg.static_dir.as_deref()).ok_or(AppError::NotFound)
+            }
             "/" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
             p if p.starts_with("/static/") && read => {
-                assets::get(&p["/static/".len()..]).ok_or(AppError::NotFound)
+                assets::get(&p["/static/".len()..], self.cfg.static_dir.as_deref())
+                    .ok_or(AppError::NotFound)
             }
             "/healthz" if read => Ok(self.health()),
             "/config" if read => Ok(self.client_config()),

@@ -914,3 +914,24 @@ fn checksum_off_stores_without_hashing() {
     assert_eq!(got.body, png(5000));
     assert!(got.header("ETag").is_some());
 }
+
+#[test]
+fn an_edited_page_can_be_served_from_a_directory() {
+    let root = TempDir::new("page");
+    std::fs::write(
+        root.0.join("index.html"),
+        "<!doctype html><title>my pidrop</title>",
+    )
+    .expect("page");
+    let dir = root.0.to_str().expect("utf8").to_string();
+    let srv = Server::start(&["--static-dir", &dir]);
+    let page = srv.get("/");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("my pidrop"));
+    assert!(page.header("Content-Security-Policy").is_some());
+    // Files not copied fall back to the embedded ones; nothing else is served from the dir.
+    assert!(srv.get("/static/app.js").text().contains("XMLHttpRequest"));
+    std::fs::write(root.0.join("secret.txt"), "x").expect("file");
+    assert_eq!(srv.get("/static/secret.txt").status, 404);
+    assert_eq!(srv.get("/static/../index.html").status, 404);
+}
