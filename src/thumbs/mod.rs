@@ -120,6 +120,11 @@ impl Thumbs {
                     .and_then(|mut f| f.write_all(&bytes).and_then(|_| f.sync_all()))
                     .and_then(|_| fs::rename(&tmp, &path));
                 match written {
+                    // The file may have been deleted while its thumbnail was being made.
+                    Ok(()) if !src.exists() => {
+                        let _ = fs::remove_file(&path);
+                        None
+                    }
                     Ok(()) => Some(path),
                     Err(e) => {
                         let _ = fs::remove_file(&tmp);
