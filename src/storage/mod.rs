@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
-
 use crate::error::{AppError, UploadError};
 
+mod hasher;
 mod meta;
+use hasher::Hasher;
 pub use meta::Meta;
 use meta::{decode_meta, encode_meta};
 
@@ -66,7 +66,7 @@ pub struct Store {
 pub struct TempFile {
     path: PathBuf,
     file: Option<File>,
-    hasher: Option<Sha256>,
+    hasher: Option<Hasher>,
     size: u64,
     unchecked: u64,
     kept: bool,
@@ -295,6 +295,11 @@ impl Store {
         let path = self
             .tmp
             .join(format!("{}.part", random_hex().map_err(AppError::Storage)?));
+        // The hasher first: if its thread cannot start, no file is left behind.
+        let hasher = match self.checksum {
+            true => Some(Hasher::start().map_err(AppError::Storage)?),
+            false => None,
+        };
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -303,7 +308,7 @@ impl Store {
         Ok(TempFile {
             path,
             file: Some(file),
-            hasher: self.checksum.then(Sha256::new),
+            hasher,
             size: 0,
             unchecked: 0,
             kept: false,
@@ -315,7 +320,9 @@ impl Store {
         let file = temp.file.as_mut().ok_or(AppError::Internal)?;
         file.write_all(data).map_err(AppError::Storage)?;
         if let Some(h) = temp.hasher.as_mut() {
-            h.update(data);
+            if !h.update(data) {
+                return Err(AppError::Internal);
+            }
         }
         temp.size += data.len() as u64;
         temp.unchecked += data.len() as u64;
@@ -343,11 +350,10 @@ impl Store {
         } else {
             format!("{hex}.{ext}")
         };
-        let sha256 = temp
-            .hasher
-            .take()
-            .map(|h| hex_digest(&h.finalize()))
-            .unwrap_or_default();
+        let sha256 = match temp.hasher.take() {
+            Some(h) => h.finish().ok_or(AppError::Internal)?,
+            None => String::new(),
+        };
         let uploaded_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -488,10 +494,6 @@ impl Store {
 fn parse_cursor(c: &str) -> Option<(u128, String)> {
     let (t, name) = c.split_once('-')?;
     Some((t.parse().ok()?, name.to_string()))
-}
-
-fn hex_digest(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
