@@ -10,6 +10,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
+import zlib from 'node:zlib';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const bin = process.env.PIDROP_BIN || join(here, '../../target/debug/pidrop');
@@ -17,9 +18,30 @@ const shots = process.env.SCREENSHOT_DIR || join(here, '../../target/screenshots
 let base, browser, root;
 const children = [];
 
-const PNG = Buffer.from(
-  'iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAAIklEQVR4nGP4z8DwnxLMMGrAqAGjBowaMGrAqAGjBgwPAwDxgf/xhRdRdQAAAABJRU5ErkJggg==',
-  'base64');
+// A real 48×32 gradient PNG, made here (node's zlib), so the server can thumbnail it.
+function makePng(w, h) {
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8);
+  const rows = [];
+  for (let y = 0; y < h; y++) {
+    const row = Buffer.alloc(1 + w * 3);
+    for (let x = 0; x < w; x++) row.set([Math.floor(255 * x / w), Math.floor(255 * y / h), 160], 1 + x * 3);
+    rows.push(row);
+  }
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(Buffer.concat(rows))), chunk('IEND', Buffer.alloc(0))]);
+}
+const PNG = makePng(48, 32);
 
 function startServer(extra = []) {
   root = root || mkdtempSync(join(tmpdir(), 'pidrop-browser-'));
@@ -81,6 +103,9 @@ test('three files through the file input: three bars reach done, three entries l
     await page.waitForSelector(`#recent a.name:text-is("${name}")`);
   }
   assert.match(await page.textContent('#total'), /3 of 3 files/);
+  // The image's entry shows the server's thumbnail, loaded (a real JPEG from /thumbnails/).
+  await page.waitForFunction(() => [...document.querySelectorAll('#recent img.thumb')]
+    .some((img) => img.src.includes('/thumbnails/') && img.complete && img.naturalWidth > 0));
   await page.screenshot({ path: join(shots, 'desktop.png'), fullPage: true });
   await context.close();
 });
