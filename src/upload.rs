@@ -299,6 +299,13 @@ pub fn put(
         }
         filled += n;
     }
+    // A limit below 8 KiB can already be passed by the first buffer (chunked bodies).
+    if filled as u64 > cfg.max_size {
+        return Err(UploadError::TooLarge {
+            limit: cfg.max_size,
+        }
+        .into());
+    }
     let mime = validate::check(&cfg.allow, &ext, &buf[..filled])?;
     let mut temp = store.create_temp()?;
     store.write(&mut temp, &buf[..filled])?;

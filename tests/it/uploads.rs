@@ -935,3 +935,21 @@ fn an_edited_page_can_be_served_from_a_directory() {
     assert_eq!(srv.get("/static/secret.txt").status, 404);
     assert_eq!(srv.get("/static/../index.html").status, 404);
 }
+
+#[test]
+fn a_small_limit_holds_for_chunked_put_bodies_too() {
+    let srv = Server::start(&["--max-size", "1K", "--allow", "*"]);
+    let mut req = b"PUT /upload/a.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    req.extend_from_slice(b"1400\r\n");
+    req.extend_from_slice(&bytes(1, 0x1400));
+    req.extend_from_slice(b"\r\n0\r\n\r\n");
+    let out = raw(srv.addr, &req);
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 413 "),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    assert!(srv.stored_files().is_empty() && srv.temp_files().is_empty());
+    let ok = request(srv.addr, "PUT", "/upload/b.bin", &[], &bytes(2, 1024));
+    assert_eq!(ok.status, 201);
+}
