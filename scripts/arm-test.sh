@@ -47,14 +47,14 @@ for t in "${targets[@]}"; do
   case "$t" in
     aarch64-unknown-linux-musl)
       env "CARGO_TARGET_${upper}_LINKER=rust-lld" "CARGO_TARGET_${upper}_RUNNER=$qemu" \
-        cargo test --locked --release --target "$t" --lib --bins
+        cargo test --locked --release --target "$t" --lib
       ;;
     *)
       export PATH="$VENV/bin:$PATH"
       # `cargo zigbuild test` is rejected; the cargo-zigbuild binary takes `test` directly.
       env RUSTC_BOOTSTRAP=1 "CARGO_TARGET_${upper}_RUSTFLAGS=-C link-self-contained=no" \
         "CARGO_TARGET_${upper}_RUNNER=$qemu" \
-        cargo-zigbuild test --locked --release --target "$t" -Zbuild-std=std,panic_unwind --lib --bins
+        cargo-zigbuild test --locked --release --target "$t" -Zbuild-std=std,panic_unwind --lib
       ;;
   esac
   if [ "$t" = arm-unknown-linux-musleabihf ]; then
