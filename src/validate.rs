@@ -499,6 +499,18 @@ mod tests {
     }
 
     #[test]
+    fn old_office_files_are_recognised_without_cfb() {
+        // infer's "cfb" feature is off: every OLE compound file is one type, accepted for all three.
+        let allow = AllowList::parse("default").expect("default");
+        let mut ole = vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+        ole.resize(512, 0);
+        for ext in ["doc", "xls", "ppt"] {
+            assert!(check(&allow, ext, &ole).is_ok(), "{ext}");
+        }
+        assert!(check(&allow, "doc", b"%PDF-1.4").is_err());
+    }
+
+    #[test]
     fn any_allows_unknown_types_but_still_checks_known_ones() {
         let any = AllowList::Any;
         assert_eq!(
