@@ -40,14 +40,18 @@ impl Service for App {
     }
 }
 
+/// An error's JSON fields: a stable code, a sentence, and the limit when it has one.
+fn error_fields(o: Obj, e: &AppError) -> Obj {
+    let o = o.str("code", e.code()).str("message", &e.to_string());
+    match e.limit() {
+        Some(limit) => o.num("limit", limit),
+        None => o,
+    }
+}
+
 /// The one mapping from an error to what the client sees: JSON with a code and a sentence.
 pub fn error_response(e: &AppError) -> Response {
-    let mut inner = Obj::new()
-        .str("code", e.code())
-        .str("message", &e.to_string());
-    if let Some(limit) = e.limit() {
-        inner = inner.num("limit", limit);
-    }
+    let inner = error_fields(Obj::new(), e);
     let body = Obj::new().raw("error", &inner.finish()).finish();
     let mut r = Response::json(e.status(), body);
     if let AppError::MethodNotAllowed { allow } = e {
@@ -166,13 +170,10 @@ impl App {
     }
 
     fn outcome_json(&self, o: &Outcome) -> Response {
-        let errors = o.refused.iter().map(|(name, e)| {
-            Obj::new()
-                .str("original_name", name)
-                .str("code", e.code())
-                .str("message", &e.to_string())
-                .finish()
-        });
+        let errors = o
+            .refused
+            .iter()
+            .map(|(name, e)| error_fields(Obj::new().str("original_name", name), e).finish());
         let mut body = Obj::new()
             .raw(
                 "files",
@@ -185,13 +186,7 @@ impl App {
             );
         if o.stored.is_empty() && o.refused.is_empty() {
             let e = AppError::Upload(UploadError::NoFile);
-            body = body.raw(
-                "error",
-                &Obj::new()
-                    .str("code", e.code())
-                    .str("message", &e.to_string())
-                    .finish(),
-            );
+            body = body.raw("error", &error_fields(Obj::new(), &e).finish());
         }
         Response::json(status_of(o), body.finish())
     }

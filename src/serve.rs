@@ -11,13 +11,13 @@ use crate::storage::{Meta, Store};
 use crate::time::http_date;
 use crate::validate::{inline_safe, served_type};
 
-pub fn file(store: &Store, req: &Request<'_>, name: &str) -> Result<Response, AppError> {
-    let meta = store.get(name).ok_or(AppError::NotFound)?;
-    // O_NOFOLLOW: a stored name replaced by a symlink is never followed out of the upload dir.
+/// Opens a file pidrop serves, and its length. O_NOFOLLOW: a stored name replaced by a symlink
+/// is never followed out of the upload dir (ELOOP is reported as 404, like a missing file).
+fn open_no_follow(path: &std::path::Path) -> Result<(std::fs::File, u64), AppError> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(store.path_of(&meta))
+        .open(path)
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP) {
                 AppError::NotFound
@@ -26,6 +26,12 @@ pub fn file(store: &Store, req: &Request<'_>, name: &str) -> Result<Response, Ap
             }
         })?;
     let len = file.metadata().map_err(AppError::Storage)?.len();
+    Ok((file, len))
+}
+
+pub fn file(store: &Store, req: &Request<'_>, name: &str) -> Result<Response, AppError> {
+    let meta = store.get(name).ok_or(AppError::NotFound)?;
+    let (file, len) = open_no_follow(&store.path_of(&meta))?;
     let etag = etag(&meta, len);
     let base = |status| {
         Response::new(status)
@@ -67,12 +73,7 @@ pub fn file(store: &Store, req: &Request<'_>, name: &str) -> Result<Response, Ap
 
 /// A cached thumbnail (always a JPEG pidrop made itself).
 pub fn thumbnail(path: &std::path::Path) -> Result<Response, AppError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|_| AppError::NotFound)?;
-    let len = file.metadata().map_err(AppError::Storage)?.len();
+    let (file, len) = open_no_follow(path).map_err(|_| AppError::NotFound)?;
     let mut resp = Response::new(200)
         .header("Content-Type", "image/jpeg")
         .header("X-Content-Type-Options", "nosniff")

@@ -46,7 +46,6 @@ enum Current {
 
 /// Checks that need only the head: declared size against the limit and the free space.
 fn precheck(
-    cfg: &Config,
     store: &Store,
     declared: Option<u64>,
     limit: u64,
@@ -60,19 +59,15 @@ fn precheck(
                 UploadError::TooLarge { limit }.into()
             });
         }
-        let _ = cfg;
-        store.ensure_room(n)?;
-    } else {
-        store.ensure_room(0)?;
     }
-    Ok(())
+    store.ensure_room(declared.unwrap_or(0))
 }
 
 /// `POST /upload`, multipart/form-data.
 pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<Outcome, AppError> {
     let ctype = req.header("content-type").unwrap_or("");
     let boundary = multipart::boundary(ctype)?;
-    precheck(cfg, store, req.body.declared_len(), cfg.max_request, true)?;
+    precheck(store, req.body.declared_len(), cfg.max_request, true)?;
     let mut parser = Multipart::new(
         &mut req.body,
         &boundary,
@@ -287,7 +282,7 @@ pub fn put(
     if !cfg.allow.allows(&ext) {
         return Err(UploadError::TypeNotAllowed { extension: ext }.into());
     }
-    precheck(cfg, store, req.body.declared_len(), cfg.max_size, false)?;
+    precheck(store, req.body.declared_len(), cfg.max_size, false)?;
     let fields = query_fields(req.head.query.as_deref());
     let mut buf = vec![0u8; multipart::BUFFER_SIZE];
     // Fill the buffer once (or to the end of a short body) for the content check.
