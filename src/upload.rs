@@ -1,7 +1,8 @@
 //! One upload, one straight path: head checks (type, declared size, free space) before the body
 //! is touched — so `100 Continue` is never sent for a request we refuse — then one 8 KiB buffer
 //! carries each file from the socket into a temp file, validated on its first bytes, and the
-//! request's files are committed together once the body has ended properly.
+//! request's files are committed together once the body has ended properly. A large PUT body,
+//! once its first 8 KiB are validated, moves socket → pipe → file inside the kernel instead.
 //!
 //! A request is all or nothing for durability: a body that breaks off (disconnect, malformed
 //! multipart, disk full) leaves no file behind. Individual files may still be refused (type,
@@ -15,7 +16,15 @@ use crate::error::{AppError, MultipartError, UploadError};
 use crate::http::{body_error, Request};
 use crate::multipart::{self, disposition::percent_decode, Event, Multipart, ParseError};
 use crate::storage::{Meta, Staged, Store, TempFile};
+use crate::sys::Pipe;
 use crate::validate::{self, SNIFF_LEN};
+
+/// PUT bodies at least this long (after the first buffer) are spliced rather than read: below it,
+/// setting up a pipe costs more than the copies it saves (small files over keep-alive).
+const SPLICE_FROM: u64 = 256 << 10;
+/// The pipe asked for: 1 MiB is the default `fs.pipe-max-size`, and the size at which splicing
+/// measured fastest here (bench/PROFILE.md); the kernel holds at most this much per upload.
+const SPLICE_PIPE: usize = 1 << 20;
 
 /// What one request stored and refused.
 pub struct Outcome {
@@ -304,18 +313,43 @@ pub fn put(
     let mime = validate::check(&cfg.allow, &ext, &buf[..filled])?;
     let mut temp = store.create_temp()?;
     store.write(&mut temp, &buf[..filled])?;
-    loop {
+    // A large body with a known length goes socket → pipe → file inside the kernel (see
+    // `sys::Pipe`); without a pipe (none to be had, or a chunked or short body) it is read.
+    let pipe = match req.body.remaining() {
+        Some(left) if left >= SPLICE_FROM => Pipe::new(SPLICE_PIPE).ok(),
+        _ => None,
+    };
+    let too_large = |temp: &TempFile, n: usize| temp.size() + n as u64 > cfg.max_size;
+    let over_limit = loop {
+        if let Some(pipe) = &pipe {
+            match req
+                .body
+                .splice_into(pipe, pipe.capacity())
+                .map_err(body_error)?
+            {
+                Some(0) => break false,
+                Some(n) if too_large(&temp, n) => break true,
+                Some(n) => {
+                    store.write_from_pipe(&mut temp, pipe, n)?;
+                    continue;
+                }
+                None => {}
+            }
+        }
         let n = req.body.read(&mut buf).map_err(body_error)?;
         if n == 0 {
-            break;
+            break false;
         }
-        if temp.size() + n as u64 > cfg.max_size {
-            return Err(UploadError::TooLarge {
-                limit: cfg.max_size,
-            }
-            .into());
+        if too_large(&temp, n) {
+            break true;
         }
         store.write(&mut temp, &buf[..n])?;
+    };
+    if over_limit {
+        return Err(UploadError::TooLarge {
+            limit: cfg.max_size,
+        }
+        .into());
     }
     let mut staged = store.stage(temp, original, mime, &ext)?;
     staged.meta.fields = fields;

@@ -9,6 +9,7 @@ use super::chunked::ChunkedDecoder;
 use super::conn::Conn;
 use super::head::{Framing, Head};
 use crate::error::HttpError;
+use crate::sys::Pipe;
 
 /// One request, as handed to the handler.
 pub struct Request<'c> {
@@ -172,12 +173,20 @@ impl<'c> Body<'c> {
 
 impl Read for Body<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.tracked(|body| body.read_inner(out))
+    }
+}
+
+impl Body<'_> {
+    /// Runs one read step: refuses after a failure, sends `100 Continue` first if pending,
+    /// counts what was delivered, and remembers a failure.
+    fn tracked(&mut self, step: impl FnOnce(&mut Self) -> io::Result<usize>) -> io::Result<usize> {
         if self.failed {
             return Err(io::Error::other(HttpError::BadRequest(
                 "body already failed",
             )));
         }
-        let r = self.send_continue().and_then(|_| self.read_inner(out));
+        let r = self.send_continue().and_then(|_| step(self));
         match r {
             Ok(n) => {
                 self.read += n as u64;
@@ -188,6 +197,35 @@ impl Read for Body<'_> {
                 Err(e)
             }
         }
+    }
+
+    /// Moves up to `max` body bytes from the socket into `pipe` without copying them through user
+    /// space, for a handler that sends them on to a file. `None` when this body cannot: it is
+    /// chunked, or bytes are already buffered (read those with `read` first). `Some(0)` at the
+    /// end of the body; a peer that closes early is `UnexpectedEof`, as for `read`.
+    pub fn splice_into(&mut self, pipe: &Pipe, max: usize) -> io::Result<Option<usize>> {
+        let Kind::Length { remaining } = self.kind else {
+            return Ok(None);
+        };
+        if !self.conn.buffered().is_empty() {
+            return Ok(None);
+        }
+        if remaining == 0 || max == 0 {
+            return Ok(Some(0));
+        }
+        let want = usize::try_from(remaining).unwrap_or(usize::MAX).min(max);
+        let idle = self.idle;
+        let n = self.tracked(|body| {
+            body.conn.set_read_timeout(idle)?;
+            match pipe.fill_from(body.conn.stream(), want)? {
+                0 => Err(io::ErrorKind::UnexpectedEof.into()),
+                n => Ok(n),
+            }
+        })?;
+        if let Kind::Length { remaining } = &mut self.kind {
+            *remaining -= n as u64;
+        }
+        Ok(Some(n))
     }
 }
 

@@ -17,6 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{AppError, UploadError};
+use crate::sys::Pipe;
 
 mod hasher;
 mod meta;
@@ -295,37 +296,69 @@ impl Store {
         let path = self
             .tmp
             .join(format!("{}.part", random_hex().map_err(AppError::Storage)?));
-        // The hasher first: if its thread cannot start, no file is left behind.
-        let hasher = match self.checksum {
-            true => Some(Hasher::start().map_err(AppError::Storage)?),
-            false => None,
-        };
+        // Readable too: the hasher reads back what is written, through a descriptor of its own.
         let file = OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
             .map_err(AppError::Storage)?;
-        Ok(TempFile {
+        let mut temp = TempFile {
             path,
             file: Some(file),
-            hasher,
+            hasher: None,
             size: 0,
             unchecked: 0,
             kept: false,
-        })
+        };
+        // If the hasher cannot start, dropping `temp` removes the file.
+        if self.checksum {
+            let theirs = temp
+                .file
+                .as_ref()
+                .ok_or(AppError::Internal)?
+                .try_clone()
+                .map_err(AppError::Storage)?;
+            temp.hasher = Some(Hasher::start(theirs).map_err(AppError::Storage)?);
+        }
+        Ok(temp)
     }
 
     /// Appends to a temp file, hashing as it goes and re-checking free space now and then.
     pub fn write(&self, temp: &mut TempFile, data: &[u8]) -> Result<(), AppError> {
         let file = temp.file.as_mut().ok_or(AppError::Internal)?;
         file.write_all(data).map_err(AppError::Storage)?;
+        self.appended(temp, data.len() as u64)
+    }
+
+    /// Appends exactly `len` bytes waiting in `pipe` (put there by `Body::splice_into`): the
+    /// same as `write`, without the bytes passing through user space.
+    pub fn write_from_pipe(
+        &self,
+        temp: &mut TempFile,
+        pipe: &Pipe,
+        len: usize,
+    ) -> Result<(), AppError> {
+        let file = temp.file.as_ref().ok_or(AppError::Internal)?;
+        let mut left = len;
+        while left > 0 {
+            match pipe.drain_into(file, left).map_err(AppError::Storage)? {
+                0 => return Err(AppError::Storage(io::ErrorKind::WriteZero.into())),
+                n => left -= n.min(left),
+            }
+        }
+        self.appended(temp, len as u64)
+    }
+
+    /// Bookkeeping after `n` bytes were appended: size, the hasher, the periodic free-space check.
+    fn appended(&self, temp: &mut TempFile, n: u64) -> Result<(), AppError> {
+        temp.size += n;
         if let Some(h) = temp.hasher.as_mut() {
-            if !h.update(data) {
+            if !h.written(temp.size) {
                 return Err(AppError::Internal);
             }
         }
-        temp.size += data.len() as u64;
-        temp.unchecked += data.len() as u64;
+        temp.unchecked += n;
         if temp.unchecked >= FREE_CHECK_EVERY {
             temp.unchecked = 0;
             self.ensure_room(0)?;
