@@ -137,9 +137,9 @@
     const xhr = new XMLHttpRequest();
     item.xhr = xhr;
     const started = Date.now();
-    const form = new FormData();
-    form.append('file', item.file, item.file.name);
-    xhr.open('POST', '/upload');
+    // The file itself is the body of a PUT: the server moves a raw body from the socket to the
+    // disk without copying it through user space, which a multipart body cannot have.
+    xhr.open('PUT', '/upload/' + encodeURIComponent(item.file.name));
     xhr.setRequestHeader('Accept', 'application/json');
     xhr.upload.onprogress = (e) => {
       if (!e.lengthComputable) return;
@@ -168,7 +168,7 @@
       finish(item, false, 'The connection to the server was lost');
       pump();
     };
-    xhr.send(form);
+    xhr.send(item.file);
   }
 
   function serverMessage(body, status) {

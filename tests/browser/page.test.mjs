@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 import zlib from 'node:zlib';
+import { createHash } from 'node:crypto';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const bin = process.env.PIDROP_BIN || join(here, '../../target/debug/pidrop');
@@ -90,6 +91,9 @@ function storedCount() {
 
 test('three files through the file input: three bars reach done, three entries listed', async () => {
   const { context, page } = await openPage({ viewport: { width: 1280, height: 900 } });
+  // Each file goes as the raw body of a PUT (the server's zero-copy path), named in the path.
+  const uploads = [];
+  page.on('request', (r) => { if (r.url().startsWith(base + '/upload')) uploads.push(r.method() + ' ' + r.url().slice(base.length)); });
   await page.waitForSelector('#limits:has-text("per file")');
   await page.setInputFiles('#files', [
     { name: 'holiday.png', mimeType: 'image/png', buffer: PNG },
@@ -103,6 +107,7 @@ test('three files through the file input: three bars reach done, three entries l
     await page.waitForSelector(`#recent a.name:text-is("${name}")`);
   }
   assert.match(await page.textContent('#total'), /3 of 3 files/);
+  assert.deepEqual(uploads.sort(), ['PUT /upload/holiday.png', 'PUT /upload/list.csv', 'PUT /upload/notes.txt']);
   // The image's entry shows the server's thumbnail, loaded (a real JPEG from /thumbnails/).
   await page.waitForFunction(() => [...document.querySelectorAll('#recent img.thumb')]
     .some((img) => img.src.includes('/thumbnails/') && img.complete && img.naturalWidth > 0));
@@ -122,6 +127,23 @@ test('files dropped with a DataTransfer upload the same way', async () => {
   });
   await page.waitForFunction(() => document.querySelectorAll('#queue .state.done').length === 2);
   await page.waitForSelector('#recent a.name:text-is("dropped.txt")');
+  await context.close();
+});
+
+test('a larger file arrives byte-exact (the server splices it), with the sha256 it reports', async () => {
+  const { context, page } = await openPage();
+  await page.waitForSelector('#limits:has-text("per file")');
+  const data = Buffer.alloc(900 << 10);
+  for (let i = 0; i < data.length; i++) data[i] = i % 64 === 63 ? 10 : 33 + (((i * 2654435761) >>> 24) % 94);
+  const done = page.waitForResponse((r) => r.url() === base + '/upload/large.txt' && r.request().method() === 'PUT');
+  await page.setInputFiles('#files', [{ name: 'large.txt', mimeType: 'text/plain', buffer: data }]);
+  const resp = await done;
+  assert.equal(resp.status(), 201);
+  const stored = (await resp.json()).files[0];
+  assert.equal(stored.sha256, createHash('sha256').update(data).digest('hex'));
+  const back = Buffer.from(await (await fetch(base + stored.url)).arrayBuffer());
+  assert.ok(back.equals(data), 'stored bytes differ');
+  await page.waitForFunction(() => document.querySelectorAll('#queue .state.done').length === 1);
   await context.close();
 });
 
