@@ -123,6 +123,40 @@ impl Pipe {
     pub fn drain_into(&self, to: &File, len: usize) -> io::Result<usize> {
         splice(self.read.as_raw_fd(), to.as_raw_fd(), len)
     }
+
+    /// Moves exactly `len` bytes out of the pipe into `to`.
+    pub fn drain_all_into(&self, to: &File, len: usize) -> io::Result<()> {
+        let mut left = len;
+        while left > 0 {
+            match self.drain_into(to, left)? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => left -= n.min(left),
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `data` into the pipe. The caller keeps what the pipe holds below its capacity
+    /// (a full pipe would block: nobody else reads it).
+    pub fn push(&self, data: &[u8]) -> io::Result<()> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            // SAFETY: writes from a live slice to a descriptor we own.
+            let n =
+                unsafe { libc::write(self.write.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            rest = rest
+                .get(usize::try_from(n).unwrap_or(0)..)
+                .unwrap_or_default();
+        }
+        Ok(())
+    }
 }
 
 /// One `splice(2)` between two descriptors at their own offsets, retried on EINTR.

@@ -115,10 +115,13 @@ impl Hasher {
 }
 
 impl Drop for Hasher {
+    /// Stops the thread and waits for it: it holds a descriptor of the temp file, and the
+    /// file's space is only given back once that is closed (a 507 must leave the disk as it was).
     fn drop(&mut self) {
-        if self.done.is_some() {
+        if let Some(done) = self.done.take() {
             self.shared.lock().abandoned = true;
             self.thread.unpark();
+            let _ = done.join();
         }
     }
 }
