@@ -124,7 +124,8 @@ impl Pipe {
         splice(self.read.as_raw_fd(), to.as_raw_fd(), len)
     }
 
-    /// Moves exactly `len` bytes out of the pipe into `to`.
+    /// Moves exactly `len` bytes out of the pipe into `to`. The pipe must hold them: with fewer,
+    /// it waits for more (callers only drain what they put in).
     pub fn drain_all_into(&self, to: &File, len: usize) -> io::Result<()> {
         let mut left = len;
         while left > 0 {
@@ -244,6 +245,47 @@ mod tests {
         let free = free_space(Path::new(".")).expect("statvfs works on the cwd");
         assert!(free > 0);
         assert!(free_space(Path::new("/no/such/dir")).is_err());
+    }
+
+    #[test]
+    fn a_pipe_moves_socket_bytes_and_pushed_bytes_into_a_file_in_order() {
+        use std::io::{Read, Seek, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        let path = std::env::temp_dir().join(format!("pidrop-pipe-{}", std::process::id()));
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("file");
+        let pipe = Pipe::new(1 << 20).expect("pipe");
+        assert!(pipe.capacity() >= 4096);
+
+        let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+        let writer = std::thread::spawn(move || {
+            client.write_all(&sent).expect("send");
+            sent
+        });
+        let mut moved = 0;
+        while moved < 200_000 {
+            let n = pipe.fill_from(&server, 200_000 - moved).expect("splice in");
+            assert!(n > 0, "peer closed early");
+            pipe.drain_all_into(&file, n).expect("splice out");
+            moved += n;
+        }
+        let sent = writer.join().expect("writer");
+        pipe.push(b"tail").expect("push");
+        pipe.drain_all_into(&file, 4).expect("drain");
+
+        let mut back = Vec::new();
+        file.rewind().expect("rewind");
+        file.read_to_end(&mut back).expect("read");
+        assert_eq!(&back[..200_000], &sent[..]);
+        assert_eq!(&back[200_000..], b"tail");
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -316,7 +316,7 @@ pub fn put(
     // A large body with a known length goes socket → pipe → file inside the kernel (see
     // `sys::Pipe`); without a pipe (none to be had, or a chunked or short body) it is read.
     let pipe = match req.body.remaining() {
-        Some(left) if left >= SPLICE_FROM => Pipe::new(SPLICE_PIPE).ok(),
+        Some(left) if left >= SPLICE_FROM && store.can_splice() => Pipe::new(SPLICE_PIPE).ok(),
         _ => None,
     };
     let too_large = |temp: &TempFile, n: usize| temp.size() + n as u64 > cfg.max_size;

@@ -65,6 +65,8 @@ pub struct Store {
     min_free: u64,
     /// Whether uploads are hashed (`--checksum`).
     checksum: bool,
+    /// Whether `splice(2)` into files here works (probed at start; not on every filesystem).
+    splice: bool,
     index: RwLock<Index>,
 }
 
@@ -168,11 +170,46 @@ impl Store {
             meta,
             min_free,
             checksum,
+            splice: false,
             index: RwLock::new(Index::default()),
         };
         store.clean_temp()?;
         store.load()?;
-        Ok(store)
+        let splice = store.probe_splice();
+        if !splice {
+            log::info!(
+                "splice(2) into {} does not work: uploads are copied",
+                dir.display()
+            );
+        }
+        Ok(Store { splice, ..store })
+    }
+
+    /// Whether a byte spliced from a pipe lands in a file in the temp directory. Filesystems
+    /// without `splice_write` refuse with EINVAL; then every upload takes the read/write path.
+    fn probe_splice(&self) -> bool {
+        let path = self.tmp.join("splice-probe.part");
+        let works = (|| -> io::Result<bool> {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)?;
+            let pipe = Pipe::new(4096)?;
+            pipe.push(b"p")?;
+            pipe.drain_all_into(&file, 1)?;
+            let mut back = [0u8; 1];
+            Ok(std::os::unix::fs::FileExt::read_at(&file, &mut back, 0)? == 1 && back == *b"p")
+        })()
+        .unwrap_or(false);
+        let _ = fs::remove_file(&path);
+        works
+    }
+
+    /// Whether uploads may move bytes with `splice(2)` (see `probe_splice`).
+    pub fn can_splice(&self) -> bool {
+        self.splice
     }
 
     fn clean_temp(&self) -> io::Result<()> {
@@ -346,7 +383,7 @@ impl Store {
     /// into ext4 costs is mostly per call, and a write into a pipe is cheap. The bytes stay in
     /// the kernel, at most one pipe's worth per upload; nothing is buffered in user space.
     pub fn write(&self, temp: &mut TempFile, data: &[u8]) -> Result<(), AppError> {
-        if temp.staging.is_none() && temp.size >= STAGE_FROM {
+        if temp.staging.is_none() && temp.size >= STAGE_FROM && self.splice {
             temp.staging = Pipe::new(STAGE_PIPE).ok();
         }
         if let Some(pipe) = temp.staging.as_ref() {
@@ -604,5 +641,63 @@ mod tests {
         let b = random_hex().expect("urandom");
         assert_eq!(a.len(), 32);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn writes_staged_in_a_pipe_and_spliced_chunks_land_in_order_with_their_digest() {
+        use sha2::{Digest, Sha256};
+        let dir = std::env::temp_dir().join(format!("pidrop-store-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let store = Store::open(&dir, 0, None, true).expect("store");
+        assert!(
+            store.can_splice(),
+            "splice into a temp dir file works on Linux"
+        );
+
+        // 3 MiB in writes of odd sizes (staging starts past 256 KiB), with a chunk that arrives
+        // through a pipe in the middle, as a PUT body would.
+        let data: Vec<u8> = (0..3u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let mut temp = store.create_temp().expect("temp");
+        let (mut at, mut step) = (0usize, 1usize);
+        while at < data.len() {
+            let n = step.min(data.len() - at);
+            if at > (1 << 20) && at < (1 << 20) + 200_000 {
+                let pipe = Pipe::new(1 << 20).expect("pipe");
+                pipe.push(&data[at..at + n]).expect("push");
+                store
+                    .write_from_pipe(&mut temp, &pipe, n)
+                    .expect("spliced chunk");
+            } else {
+                store.write(&mut temp, &data[at..at + n]).expect("write");
+            }
+            at += n;
+            assert_eq!(temp.size(), at as u64);
+            step = step * 7 % 9000 + 1;
+        }
+        assert!(temp.staging.is_some(), "a 3 MiB file gathers its writes");
+        let staged = store
+            .stage(
+                temp,
+                "x.bin".into(),
+                "application/octet-stream".into(),
+                "bin",
+            )
+            .expect("stage");
+        assert_eq!(staged.meta.size, data.len() as u64);
+        let expected: String = Sha256::digest(&data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(staged.meta.sha256, expected);
+        assert_eq!(fs::read(&staged.temp.path).expect("read back"), data);
+        drop(staged);
+        assert_eq!(
+            fs::read_dir(&store.tmp).expect("tmp").count(),
+            0,
+            "temp files removed"
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 }

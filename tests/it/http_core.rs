@@ -740,3 +740,50 @@ fn slow_headers_from_many_addresses_only_delay_a_normal_upload_until_the_deadlin
     );
     drop(slow);
 }
+
+#[test]
+fn a_full_pool_of_hashed_uploads_fits_the_units_task_limit() {
+    // Every worker busy with an upload (each with its sha256 thread) and the thumbnailer up:
+    // the process must stay within the systemd unit's TasksMax, or uploads fail on the Pi.
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/pidrop.service"
+    ))
+    .expect("unit file");
+    let tasks_max: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TasksMax="))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("TasksMax in the unit");
+    let srv = Server::start(&["--allow", "*"]);
+    let workers = 16u8; // the default --workers
+    let mut conns = Vec::new();
+    for i in 0..workers {
+        let mut s = connect_from([127, 0, 1, 1 + i], srv.addr);
+        s.write_all(
+            format!(
+                "PUT /upload/f{i}.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                2 << 20
+            )
+            .as_bytes(),
+        )
+        .expect("head");
+        s.write_all(&bytes(u64::from(i), 1 << 20))
+            .expect("half the body");
+        conns.push(s);
+    }
+    let busy = eventually(Duration::from_secs(5), || {
+        srv.threads() >= 2 * u64::from(workers)
+    });
+    let threads = srv.threads();
+    assert!(busy, "only {threads} threads: not every upload is hashing");
+    assert!(
+        threads <= tasks_max,
+        "{threads} threads > TasksMax={tasks_max}"
+    );
+    for (i, mut s) in conns.into_iter().enumerate() {
+        s.write_all(&bytes(i as u64 + 100, 1 << 20)).expect("rest");
+        let resp = read_response(&mut std::io::BufReader::new(&s), false).expect("response");
+        assert_eq!(resp.status, 201, "{}", resp.text());
+    }
+}
