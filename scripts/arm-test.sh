@@ -35,8 +35,14 @@ smoke() {
   cmp "$dir/in.png" "$dir/back.png"
   local want; want=$(sha256sum "$dir/in.png" | cut -d' ' -f1)
   printf '%s' "$json" | grep -q "\"sha256\":\"$want\"" || { echo "$t: sha256 differs: $json"; return 1; }
+  # The same file as a PUT: its body is spliced socket -> pipe -> file.
+  json=$(curl -fsS -T "$dir/in.png" "$url/upload/put.png")
+  path=$(printf '%s' "$json" | sed -n 's/.*"url":"\([^"]*\)".*/\1/p')
+  curl -fsS -o "$dir/back2.png" "$url$path"
+  cmp "$dir/in.png" "$dir/back2.png"
+  printf '%s' "$json" | grep -q "\"sha256\":\"$want\"" || { echo "$t: PUT sha256 differs: $json"; return 1; }
   kill -TERM "$pid"; wait "$pid"
-  echo "$t: smoke test passed (upload, download, sha256, SIGTERM exit 0)"
+  echo "$t: smoke test passed (multipart and PUT upload, download, sha256, SIGTERM exit 0)"
 }
 
 for t in "${targets[@]}"; do
