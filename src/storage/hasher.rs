@@ -15,6 +15,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle, Thread};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -94,13 +95,19 @@ impl Hasher {
             self.thread.unpark();
         }
         while !p.failed && p.written.saturating_sub(p.hashed) > MAX_LAG {
+            // A thread that ended without saying so (it cannot, short of a panic) never catches up.
+            if self.done.as_ref().is_none_or(|d| d.is_finished()) {
+                p.failed = true;
+                break;
+            }
             self.thread.unpark();
             p.writer_waits = true;
             p = self
                 .shared
                 .caught_up
-                .wait(p)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+                .wait_timeout(p, Duration::from_secs(1))
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
         }
         p.writer_waits = false;
         !p.failed
