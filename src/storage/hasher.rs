@@ -4,7 +4,8 @@
 //! a Pi 4 has no SHA instructions at all, where software sha256 runs at about gigabit speed. On
 //! the request thread, receiving, writing and hashing add up; here they overlap on two cores.
 //!
-//! The hashing thread does not get the bytes handed over: it follows the temp file, reading
+//! Small files are hashed inline (`FileDigest`); larger ones by the thread. The hashing thread
+//! does not get the bytes handed over: it follows the temp file, reading
 //! (`pread`) whatever the writer reports as written. So the writer is free to move bytes without
 //! them ever entering user space (`splice(2)` for PUT bodies), there is no per-chunk copy or
 //! channel message, and the digest is of the bytes as they are in the file. The lag is bounded
@@ -67,20 +68,31 @@ pub struct Hasher {
 
 impl Hasher {
     /// Starts hashing `file` (its own descriptor, for reading) from offset 0.
+    #[cfg(test)]
     pub fn start(file: File) -> std::io::Result<Hasher> {
+        Hasher::resume(file, Sha256::new(), 0)
+    }
+
+    /// Continues a hash `state` that covers the file's first `from` bytes, on a thread that
+    /// reads the rest from `file` (its own descriptor).
+    pub fn resume(file: File, state: Sha256, from: u64) -> std::io::Result<Hasher> {
         let shared = Arc::new(Shared {
-            progress: Mutex::new(Progress::default()),
+            progress: Mutex::new(Progress {
+                written: from,
+                hashed: from,
+                ..Progress::default()
+            }),
             caught_up: Condvar::new(),
         });
         let theirs = Arc::clone(&shared);
         let done = thread::Builder::new()
             .name("sha256".into())
             .stack_size(STACK)
-            .spawn(move || follow(&file, &theirs))?;
+            .spawn(move || follow(&file, &theirs, state, from))?;
         Ok(Hasher {
             shared,
             thread: done.thread().clone(),
-            nudged: 0,
+            nudged: from,
             done: Some(done),
         })
     }
@@ -134,10 +146,9 @@ impl Drop for Hasher {
 }
 
 /// The hashing thread: reads what is written, as it is written, until told the file is whole.
-fn follow(file: &File, shared: &Shared) -> Option<String> {
-    let mut h = Sha256::new();
+fn follow(file: &File, shared: &Shared, mut h: Sha256, from: u64) -> Option<String> {
     let mut buf = vec![0u8; CHUNK];
-    let mut hashed = 0u64;
+    let mut hashed = from;
     loop {
         let (written, closed) = {
             let mut p = shared.lock();
@@ -174,12 +185,72 @@ fn follow(file: &File, shared: &Shared) -> Option<String> {
             }
         }
     }
-    Some(
-        h.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>(),
-    )
+    Some(hex(h))
+}
+
+fn hex(h: Sha256) -> String {
+    h.finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+}
+
+/// An upload's sha256, hashed where it is cheapest. Small files are hashed inline, from the
+/// bytes as they are written: no thread, no descriptor, no read-back (measured per small file:
+/// a thread spawn and join, a `dup`, a `pread`). From `INLINE_UP_TO`, or as soon as bytes reach
+/// the file without passing user space (`splice`), a `Hasher` thread takes the state over and
+/// follows the file from there.
+pub enum FileDigest {
+    Inline { state: Sha256, len: u64 },
+    Following(Hasher),
+}
+
+/// Files are hashed inline up to this size.
+pub const INLINE_UP_TO: u64 = 256 << 10;
+
+impl FileDigest {
+    pub fn new() -> FileDigest {
+        FileDigest::Inline {
+            state: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// Bytes were appended to `file`, which now holds `in_file` bytes; `data` is them when they
+    /// passed through user space. False if the digest cannot be had (hashing failed).
+    pub fn appended(
+        &mut self,
+        file: &File,
+        data: Option<&[u8]>,
+        in_file: u64,
+    ) -> std::io::Result<bool> {
+        if let FileDigest::Inline { state, len } = self {
+            match data {
+                Some(d) if *len + d.len() as u64 == in_file && in_file <= INLINE_UP_TO => {
+                    state.update(d);
+                    *len = in_file;
+                    return Ok(true);
+                }
+                _ => {
+                    let state = std::mem::take(state);
+                    let hasher = Hasher::resume(file.try_clone()?, state, *len)?;
+                    *self = FileDigest::Following(hasher);
+                }
+            }
+        }
+        match self {
+            FileDigest::Following(h) => Ok(h.written(in_file)),
+            FileDigest::Inline { .. } => Ok(false),
+        }
+    }
+
+    /// The hex digest of everything appended; `None` if hashing failed.
+    pub fn finish(self) -> Option<String> {
+        match self {
+            FileDigest::Inline { state, .. } => Some(hex(state)),
+            FileDigest::Following(h) => h.finish(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -254,6 +325,32 @@ mod tests {
             .collect();
         assert_eq!(h.finish(), Some(expected));
         let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn small_files_hash_inline_and_larger_or_spliced_ones_hand_over_to_the_thread() {
+        let expected = |d: &[u8]| -> String { hex(Sha256::new_with_prefix(d)) };
+        let data: Vec<u8> = (0..600_000u32).map(|i| (i % 253) as u8).collect();
+        for (tag, spliced_at) in [("small", None), ("large", None), ("spliced", Some(20_000))] {
+            let (path, mut file) = temp_file(tag);
+            let total = if tag == "small" { 100_000 } else { data.len() };
+            let mut d = FileDigest::new();
+            let mut at = 0;
+            for chunk in data[..total].chunks(8192) {
+                file.write_all(chunk).expect("write");
+                at += chunk.len();
+                // Bytes past `spliced_at` reach the file without passing through here.
+                let seen = match spliced_at {
+                    Some(s) if at > s => None,
+                    _ => Some(chunk),
+                };
+                assert!(d.appended(&file, seen, at as u64).expect("appended"));
+            }
+            let inline = matches!(d, FileDigest::Inline { .. });
+            assert_eq!(inline, tag == "small", "{tag}: inline {inline}");
+            assert_eq!(d.finish(), Some(expected(&data[..total])), "{tag}");
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::sys::Pipe;
 
 mod hasher;
 mod meta;
-use hasher::Hasher;
+use hasher::FileDigest;
 pub use meta::Meta;
 use meta::{decode_meta, encode_meta};
 
@@ -74,7 +74,7 @@ pub struct Store {
 pub struct TempFile {
     path: PathBuf,
     file: Option<File>,
-    hasher: Option<Hasher>,
+    hasher: Option<FileDigest>,
     /// Bytes accepted: in the file plus those held in `staging`.
     size: u64,
     unchecked: u64,
@@ -363,15 +363,8 @@ impl Store {
             staging: None,
             held: 0,
         };
-        // If the hasher cannot start, dropping `temp` removes the file.
         if self.checksum {
-            let theirs = temp
-                .file
-                .as_ref()
-                .ok_or(AppError::Internal)?
-                .try_clone()
-                .map_err(AppError::Storage)?;
-            temp.hasher = Some(Hasher::start(theirs).map_err(AppError::Storage)?);
+            temp.hasher = Some(FileDigest::new());
         }
         Ok(temp)
     }
@@ -402,7 +395,7 @@ impl Store {
                 let file = temp.file.as_mut().ok_or(AppError::Internal)?;
                 file.write_all(data).map_err(AppError::Storage)?;
                 temp.size += data.len() as u64;
-                self.file_grew(temp, data.len() as u64)
+                self.file_grew(temp, data.len() as u64, Some(data))
             }
         }
     }
@@ -417,7 +410,7 @@ impl Store {
         let pipe = temp.staging.as_ref().ok_or(AppError::Internal)?;
         pipe.drain_all_into(file, held).map_err(AppError::Storage)?;
         temp.held = 0;
-        self.file_grew(temp, held as u64)
+        self.file_grew(temp, held as u64, None)
     }
 
     /// Appends exactly `len` bytes waiting in `pipe` (put there by `Body::splice_into`): the
@@ -432,15 +425,15 @@ impl Store {
         let file = temp.file.as_ref().ok_or(AppError::Internal)?;
         pipe.drain_all_into(file, len).map_err(AppError::Storage)?;
         temp.size += len as u64;
-        self.file_grew(temp, len as u64)
+        self.file_grew(temp, len as u64, None)
     }
 
     /// Bookkeeping after `n` bytes reached the file: the hasher (which reads the file), the
     /// periodic free-space check.
-    fn file_grew(&self, temp: &mut TempFile, n: u64) -> Result<(), AppError> {
+    fn file_grew(&self, temp: &mut TempFile, n: u64, data: Option<&[u8]>) -> Result<(), AppError> {
         let in_file = temp.size - temp.held as u64;
-        if let Some(h) = temp.hasher.as_mut() {
-            if !h.written(in_file) {
+        if let (Some(h), Some(file)) = (temp.hasher.as_mut(), temp.file.as_ref()) {
+            if !h.appended(file, data, in_file).map_err(AppError::Storage)? {
                 return Err(AppError::Internal);
             }
         }
