@@ -1018,3 +1018,37 @@ fn a_spliced_put_that_stalls_or_fills_the_disk_midway_leaves_nothing() {
     });
     assert!(settled, "{}", srv.get("/healthz").text());
 }
+
+#[test]
+fn spliced_puts_leave_a_keep_alive_connection_at_the_next_request() {
+    // Two large PUTs (spliced after their first 8 KiB) and a GET on one connection: each body
+    // is taken exactly, so the next request's head is read from where the body ended.
+    let srv = Server::start(&["--allow", "*"]);
+    let s = connect(srv.addr);
+    let mut reader = std::io::BufReader::new(s.try_clone().expect("clone"));
+    let mut w = s;
+    let mut urls = Vec::new();
+    let bodies = [bytes(21, 1 << 20), bytes(22, (3 << 20) + 17)];
+    for (i, body) in bodies.iter().enumerate() {
+        w.write_all(
+            format!(
+                "PUT /upload/k{i}.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .expect("head");
+        w.write_all(body).expect("body");
+        let resp = read_response(&mut reader, false).expect("response");
+        assert_eq!(resp.status, 201, "{}", resp.text());
+        assert_eq!(resp.json()["files"][0]["sha256"], sha256_hex(body));
+        urls.push(url_of(&resp));
+    }
+    for (url, body) in urls.iter().zip(&bodies) {
+        w.write_all(format!("GET {url} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .expect("get");
+        let resp = read_response(&mut reader, false).expect("response");
+        assert_eq!(resp.status, 200);
+        assert_eq!(&resp.body, body);
+    }
+}
