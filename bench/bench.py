@@ -266,6 +266,20 @@ def musl_rows(big, work):
         rows.append((f"static musl build: {os.path.getsize(big) >> 20} MiB {label}", f"{os.path.getsize(big) / wall / MB:.0f} MB/s",
                      "", f"{cpu / gib:.2f} s/GiB", f"{peak / 1024:.1f} MiB"))
     srv.stop()
+    # Memory under concurrency, as shipped: 16 uploads at once, each with its hashing thread.
+    per = 64 << 20
+    p64 = os.path.join(work, "p64.bin")
+    if not os.path.exists(p64):
+        make_file(p64, per)
+    srv = Server(binary, os.path.join(work, "musl16"))
+    def parallel():
+        ps = [subprocess.Popen(["curl", "-fsS", "-o", "/dev/null", "-T", p64, f"{srv.url}/upload/p{i}.bin"]) for i in range(16)]
+        for q in ps:
+            q.wait()
+    wall, cpu, peak = srv.measure(parallel)
+    srv.stop()
+    rows.append(("static musl build: 16 parallel 64 MiB PUTs", f"{16 * per / wall / MB:.0f} MB/s", "",
+                 f"{cpu / (16 * per / (1 << 30)):.2f} s/GiB", f"{peak / 1024:.1f} MiB"))
     return rows
 
 
