@@ -1,6 +1,6 @@
 //! The few operating-system calls std does not offer: free space (`statvfs`), waiting for
 //! SIGTERM/SIGINT (`pthread_sigmask` + `sigwait`), zero-copy downloads (`sendfile`), zero-copy
-//! uploads (`pipe2` + `splice`), and systemd readiness (`sd_notify`, which needs no call at all:
+//! uploads (`splice` through a pipe), and systemd readiness (`sd_notify`, which needs no call at all:
 //! a datagram to `$NOTIFY_SOCKET`).
 //!
 //! The unsafe code is confined here, each block a single libc call on memory we own.
@@ -11,9 +11,9 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::net::TcpStream;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -77,25 +77,22 @@ pub fn send_file(sock: &TcpStream, file: &File, offset: u64, len: u64) -> io::Re
 /// never through user space. Measured (bench/PROFILE.md): 8 KiB read/write pairs cost ~1.5 s of
 /// CPU per GiB here; splicing through a 1 MiB pipe ~0.5 s, below a 1 MiB read/write loop.
 pub struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
+    read: io::PipeReader,
+    write: io::PipeWriter,
     capacity: usize,
 }
 
+/// The size asked for: 1 MiB is the default `fs.pipe-max-size`, and the size at which splicing
+/// measured fastest here; the kernel holds at most this much per pipe.
+const PIPE_SIZE: libc::c_int = 1 << 20;
+
 impl Pipe {
-    /// A new pipe, enlarged towards `want` bytes when the system allows (it keeps the default
-    /// 64 KiB otherwise: `fs.pipe-max-size` or the per-user pipe budget may refuse).
-    pub fn new(want: usize) -> io::Result<Pipe> {
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: `fds` is a two-element out-parameter, as pipe2 requires.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let want = libc::c_int::try_from(want).unwrap_or(libc::c_int::MAX);
+    /// A new pipe, enlarged to `PIPE_SIZE` when the system allows (it keeps the default 64 KiB
+    /// otherwise: `fs.pipe-max-size` or the per-user pipe budget may refuse).
+    pub fn new() -> io::Result<Pipe> {
+        let (read, write) = io::pipe()?;
         // SAFETY: fcntl on a descriptor we own, with integer arguments only.
-        let mut size = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, want) };
+        let mut size = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
         if size < 0 {
             // SAFETY: as above.
             size = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ) };
@@ -119,17 +116,12 @@ impl Pipe {
         splice(from.as_raw_fd(), self.write.as_raw_fd(), len)
     }
 
-    /// Moves up to `len` bytes out of the pipe into `to` at its current offset.
-    pub fn drain_into(&self, to: &File, len: usize) -> io::Result<usize> {
-        splice(self.read.as_raw_fd(), to.as_raw_fd(), len)
-    }
-
-    /// Moves exactly `len` bytes out of the pipe into `to`. The pipe must hold them: with fewer,
-    /// it waits for more (callers only drain what they put in).
-    pub fn drain_all_into(&self, to: &File, len: usize) -> io::Result<()> {
+    /// Moves exactly `len` bytes out of the pipe into `to` at its current offset. The pipe must
+    /// hold them: with fewer, it waits for more (callers only drain what they put in).
+    pub fn drain_into(&self, to: &File, len: usize) -> io::Result<()> {
         let mut left = len;
         while left > 0 {
-            match self.drain_into(to, left)? {
+            match splice(self.read.as_raw_fd(), to.as_raw_fd(), left)? {
                 0 => return Err(io::ErrorKind::WriteZero.into()),
                 n => left -= n.min(left),
             }
@@ -140,23 +132,7 @@ impl Pipe {
     /// Copies `data` into the pipe. The caller keeps what the pipe holds below its capacity
     /// (a full pipe would block: nobody else reads it).
     pub fn push(&self, data: &[u8]) -> io::Result<()> {
-        let mut rest = data;
-        while !rest.is_empty() {
-            // SAFETY: writes from a live slice to a descriptor we own.
-            let n =
-                unsafe { libc::write(self.write.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            rest = rest
-                .get(usize::try_from(n).unwrap_or(0)..)
-                .unwrap_or_default();
-        }
-        Ok(())
+        (&self.write).write_all(data)
     }
 }
 
@@ -261,7 +237,7 @@ mod tests {
             .truncate(true)
             .open(&path)
             .expect("file");
-        let pipe = Pipe::new(1 << 20).expect("pipe");
+        let pipe = Pipe::new().expect("pipe");
         assert!(pipe.capacity() >= 4096);
 
         let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
@@ -273,12 +249,12 @@ mod tests {
         while moved < 200_000 {
             let n = pipe.fill_from(&server, 200_000 - moved).expect("splice in");
             assert!(n > 0, "peer closed early");
-            pipe.drain_all_into(&file, n).expect("splice out");
+            pipe.drain_into(&file, n).expect("splice out");
             moved += n;
         }
         let sent = writer.join().expect("writer");
         pipe.push(b"tail").expect("push");
-        pipe.drain_all_into(&file, 4).expect("drain");
+        pipe.drain_into(&file, 4).expect("drain");
 
         let mut back = Vec::new();
         file.rewind().expect("rewind");

@@ -22,9 +22,6 @@ use crate::validate::{self, SNIFF_LEN};
 /// PUT bodies at least this long (after the first buffer) are spliced rather than read: below it,
 /// setting up a pipe costs more than the copies it saves (small files over keep-alive).
 const SPLICE_FROM: u64 = 256 << 10;
-/// The pipe asked for: 1 MiB is the default `fs.pipe-max-size`, and the size at which splicing
-/// measured fastest here (bench/PROFILE.md); the kernel holds at most this much per upload.
-const SPLICE_PIPE: usize = 1 << 20;
 
 /// What one request stored and refused.
 pub struct Outcome {
@@ -316,7 +313,7 @@ pub fn put(
     // A large body with a known length goes socket → pipe → file inside the kernel (see
     // `sys::Pipe`); without a pipe (none to be had, or a chunked or short body) it is read.
     let pipe = match req.body.remaining() {
-        Some(left) if left >= SPLICE_FROM && store.can_splice() => Pipe::new(SPLICE_PIPE).ok(),
+        Some(left) if left >= SPLICE_FROM && store.can_splice() => Pipe::new().ok(),
         _ => None,
     };
     let too_large = |temp: &TempFile, n: usize| temp.size() + n as u64 > cfg.max_size;

@@ -185,14 +185,11 @@ fn follow(file: &File, shared: &Shared, mut h: Sha256, from: u64) -> Option<Stri
             }
         }
     }
-    Some(hex(h))
+    Some(digest_hex(h))
 }
 
-fn hex(h: Sha256) -> String {
-    h.finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()
+fn digest_hex(h: Sha256) -> String {
+    super::hex(&h.finalize())
 }
 
 /// An upload's sha256, hashed where it is cheapest. Small files are hashed inline, from the
@@ -247,7 +244,7 @@ impl FileDigest {
     /// The hex digest of everything appended; `None` if hashing failed.
     pub fn finish(self) -> Option<String> {
         match self {
-            FileDigest::Inline { state, .. } => Some(hex(state)),
+            FileDigest::Inline { state, .. } => Some(digest_hex(state)),
             FileDigest::Following(h) => h.finish(),
         }
     }
@@ -319,17 +316,14 @@ mod tests {
             data.len() as u64 - p <= MAX_LAG,
             "returned while {p} bytes were hashed"
         );
-        let expected: String = Sha256::digest(&data)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let expected = digest_hex(Sha256::new_with_prefix(&data));
         assert_eq!(h.finish(), Some(expected));
         let _ = std::fs::remove_file(path);
     }
 
     #[test]
     fn small_files_hash_inline_and_larger_or_spliced_ones_hand_over_to_the_thread() {
-        let expected = |d: &[u8]| -> String { hex(Sha256::new_with_prefix(d)) };
+        let expected = |d: &[u8]| -> String { digest_hex(Sha256::new_with_prefix(d)) };
         let data: Vec<u8> = (0..600_000u32).map(|i| (i % 253) as u8).collect();
         for (tag, spliced_at) in [("small", None), ("large", None), ("spliced", Some(20_000))] {
             let (path, mut file) = temp_file(tag);

@@ -30,8 +30,6 @@ const FREE_CHECK_EVERY: u64 = 16 << 20; // 16 MiB
 /// Files past this size gather their writes in a pipe (`Store::write`); smaller ones, most
 /// uploads of small files, are written directly and pay for no pipe.
 const STAGE_FROM: u64 = 256 << 10;
-/// The staging pipe asked for (the default `fs.pipe-max-size`); it is drained at half.
-const STAGE_PIPE: usize = 1 << 20;
 
 #[derive(Default)]
 struct Index {
@@ -126,7 +124,12 @@ pub fn random_hex() -> io::Result<String> {
     };
     let mut reader: &File = urandom;
     reader.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&bytes))
+}
+
+/// Bytes as lowercase hex: stored names and sha256 digests.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether `name` is one of our stored names (32 hex, optional `.ext`): the only names the API
@@ -196,9 +199,9 @@ impl Store {
                 .create(true)
                 .truncate(true)
                 .open(&path)?;
-            let pipe = Pipe::new(4096)?;
+            let pipe = Pipe::new()?;
             pipe.push(b"p")?;
-            pipe.drain_all_into(&file, 1)?;
+            pipe.drain_into(&file, 1)?;
             let mut back = [0u8; 1];
             Ok(std::os::unix::fs::FileExt::read_at(&file, &mut back, 0)? == 1 && back == *b"p")
         })()
@@ -353,20 +356,16 @@ impl Store {
             .create_new(true)
             .open(&path)
             .map_err(AppError::Storage)?;
-        let mut temp = TempFile {
+        Ok(TempFile {
             path,
             file: Some(file),
-            hasher: None,
+            hasher: self.checksum.then(FileDigest::new),
             size: 0,
             unchecked: 0,
             kept: false,
             staging: None,
             held: 0,
-        };
-        if self.checksum {
-            temp.hasher = Some(FileDigest::new());
-        }
-        Ok(temp)
+        })
     }
 
     /// Appends to a temp file, hashing as it goes and re-checking free space now and then.
@@ -377,24 +376,23 @@ impl Store {
     /// the kernel, at most one pipe's worth per upload; nothing is buffered in user space.
     pub fn write(&self, temp: &mut TempFile, data: &[u8]) -> Result<(), AppError> {
         if temp.staging.is_none() && temp.size >= STAGE_FROM && self.splice {
-            temp.staging = Pipe::new(STAGE_PIPE).ok();
+            temp.staging = Pipe::new().ok();
         }
-        if let Some(pipe) = temp.staging.as_ref() {
-            if temp.held + data.len() > pipe.capacity() / 2 {
-                self.flush_staging(temp)?;
-            }
+        // Without a pipe, `half` is 0: nothing is held and everything is written directly.
+        let half = temp.staging.as_ref().map_or(0, |p| p.capacity() / 2);
+        if temp.held + data.len() > half {
+            self.flush_staging(temp)?;
         }
+        temp.size += data.len() as u64;
         match temp.staging.as_ref() {
-            Some(pipe) if data.len() <= pipe.capacity() / 2 => {
+            Some(pipe) if data.len() <= half => {
                 pipe.push(data).map_err(AppError::Storage)?;
                 temp.held += data.len();
-                temp.size += data.len() as u64;
                 Ok(())
             }
             _ => {
                 let file = temp.file.as_mut().ok_or(AppError::Internal)?;
                 file.write_all(data).map_err(AppError::Storage)?;
-                temp.size += data.len() as u64;
                 self.file_grew(temp, data.len() as u64, Some(data))
             }
         }
@@ -408,7 +406,7 @@ impl Store {
         }
         let file = temp.file.as_ref().ok_or(AppError::Internal)?;
         let pipe = temp.staging.as_ref().ok_or(AppError::Internal)?;
-        pipe.drain_all_into(file, held).map_err(AppError::Storage)?;
+        pipe.drain_into(file, held).map_err(AppError::Storage)?;
         temp.held = 0;
         self.file_grew(temp, held as u64, None)
     }
@@ -423,7 +421,7 @@ impl Store {
     ) -> Result<(), AppError> {
         self.flush_staging(temp)?;
         let file = temp.file.as_ref().ok_or(AppError::Internal)?;
-        pipe.drain_all_into(file, len).map_err(AppError::Storage)?;
+        pipe.drain_into(file, len).map_err(AppError::Storage)?;
         temp.size += len as u64;
         self.file_grew(temp, len as u64, None)
     }
@@ -657,7 +655,7 @@ mod tests {
         while at < data.len() {
             let n = step.min(data.len() - at);
             if at > (1 << 20) && at < (1 << 20) + 200_000 {
-                let pipe = Pipe::new(1 << 20).expect("pipe");
+                let pipe = Pipe::new().expect("pipe");
                 pipe.push(&data[at..at + n]).expect("push");
                 store
                     .write_from_pipe(&mut temp, &pipe, n)
@@ -679,10 +677,7 @@ mod tests {
             )
             .expect("stage");
         assert_eq!(staged.meta.size, data.len() as u64);
-        let expected: String = Sha256::digest(&data)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let expected = hex(&Sha256::digest(&data));
         assert_eq!(staged.meta.sha256, expected);
         assert_eq!(fs::read(&staged.temp.path).expect("read back"), data);
         drop(staged);
