@@ -11,7 +11,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -134,30 +134,68 @@ impl Pipe {
     pub fn push(&self, data: &[u8]) -> io::Result<()> {
         (&self.write).write_all(data)
     }
+
+    /// Reads from the front of the pipe into `buf`. Callers read only what they put in (an
+    /// empty pipe would block).
+    pub fn read_out(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match (&self.read).read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Duplicates up to `len` bytes from the front of this pipe onto the end of `to` without
+    /// consuming them (`tee(2)`: page references, no copy). Fewer when `to` has fewer free
+    /// slots; 0 when it has none. The bytes duplicated are always the first ones here, so a
+    /// caller that got fewer must read those before asking for the rest.
+    pub fn tee_into(&self, to: &Pipe, len: usize) -> io::Result<usize> {
+        // SAFETY: both descriptors are open pipes we own; no memory is passed.
+        let teed = counted(|| unsafe {
+            libc::tee(
+                self.read.as_raw_fd(),
+                to.write.as_raw_fd(),
+                len,
+                libc::SPLICE_F_NONBLOCK,
+            )
+        });
+        match teed {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            other => other,
+        }
+    }
 }
 
-/// One `splice(2)` between two descriptors at their own offsets, retried on EINTR.
+/// One `splice(2)` between two descriptors at their own offsets; a socket timeout is `TimedOut`.
 fn splice(from: libc::c_int, to: libc::c_int, len: usize) -> io::Result<usize> {
+    // SAFETY: both descriptors are open for the call; null offsets mean "current offset".
+    let moved = counted(|| unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE,
+        )
+    });
+    match moved {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::ErrorKind::TimedOut.into()),
+        other => other,
+    }
+}
+
+/// Runs a call that returns a count or -1 with `errno`, again while it is interrupted (EINTR).
+fn counted(mut call: impl FnMut() -> isize) -> io::Result<usize> {
     loop {
-        // SAFETY: both descriptors are open for the call; null offsets mean "current offset".
-        let n = unsafe {
-            libc::splice(
-                from,
-                std::ptr::null_mut(),
-                to,
-                std::ptr::null_mut(),
-                len,
-                libc::SPLICE_F_MOVE,
-            )
-        };
+        let n = call();
         if n >= 0 {
             return Ok(usize::try_from(n).unwrap_or(0));
         }
         let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::Interrupted => continue,
-            io::ErrorKind::WouldBlock => return Err(io::ErrorKind::TimedOut.into()),
-            _ => return Err(e),
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
         }
     }
 }
@@ -212,6 +250,21 @@ pub fn sd_notify(state: &str) {
     }
 }
 
+/// A new empty file open for reading and writing in the temp directory, for tests; the caller
+/// removes it.
+#[cfg(test)]
+pub(crate) fn scratch_file(tag: &str) -> (File, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!("pidrop-{tag}-{}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .expect("scratch file");
+    (file, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,14 +282,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let mut client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (server, _) = listener.accept().expect("accept");
-        let path = std::env::temp_dir().join(format!("pidrop-pipe-{}", std::process::id()));
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .expect("file");
+        let (mut file, path) = scratch_file("pipe");
         let pipe = Pipe::new().expect("pipe");
         assert!(pipe.capacity() >= 4096);
 

@@ -2,7 +2,9 @@
 //! is touched — so `100 Continue` is never sent for a request we refuse — then one 8 KiB buffer
 //! carries each file from the socket into a temp file, validated on its first bytes, and the
 //! request's files are committed together once the body has ended properly. A large PUT body,
-//! once its first 8 KiB are validated, moves socket → pipe → file inside the kernel instead.
+//! once its first 8 KiB are validated, moves socket → pipe → file inside the kernel instead; a
+//! large multipart body is scanned from one pipe while its file data is spliced from a second
+//! (`http::tee`), the parser still reading 8 KiB at a time.
 //!
 //! A request is all or nothing for durability: a body that breaks off (disconnect, malformed
 //! multipart, disk full) leaves no file behind. Individual files may still be refused (type,
@@ -13,14 +15,14 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::error::{AppError, MultipartError, UploadError};
+use crate::http::tee::TeeBody;
 use crate::http::{body_error, Request};
 use crate::multipart::{self, disposition::percent_decode, Event, Multipart, ParseError};
 use crate::storage::{Meta, Staged, Store, TempFile};
 use crate::sys::Pipe;
 use crate::validate::{self, SNIFF_LEN};
 
-/// PUT bodies at least this long (after the first buffer) are spliced rather than read: below it,
-/// setting up a pipe costs more than the copies it saves (small files over keep-alive).
+/// Bodies at least this long (for PUT: after the first buffer) are spliced rather than read.
 const SPLICE_FROM: u64 = 256 << 10;
 
 /// What one request stored and refused.
@@ -74,12 +76,16 @@ pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<O
     let ctype = req.header("content-type").unwrap_or("");
     let boundary = multipart::boundary(ctype)?;
     precheck(store, req.body.declared_len(), cfg.max_request, true)?;
+    // A large body with a known length is scanned from a pipe while file data is spliced from
+    // a second one (see `http::tee`); else read through the parser's buffer.
+    let hold = worth_splicing(store, req.body.remaining());
     let mut parser = Multipart::new(
-        &mut req.body,
+        TeeBody::new(&mut req.body, hold),
         &boundary,
         multipart::BUFFER_SIZE,
         cfg.max_parts,
     );
+    let held = parser.get_ref().holds();
     let mut sniff: Vec<u8> = Vec::with_capacity(SNIFF_LEN);
     let mut current = Current::None;
     let mut staged: Vec<Staged> = Vec::new();
@@ -121,7 +127,12 @@ pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<O
             }
             Event::Data(data) => match &mut current {
                 Current::File(inc) => {
-                    if let Err(e) = file_data(cfg, store, inc, &mut sniff, data) {
+                    let stored =
+                        file_data(cfg, store, inc, &mut sniff, data, held).and_then(|tail| {
+                            let end = parser.consumed();
+                            keep_held(store, parser.get_mut(), end, inc, tail)
+                        });
+                    if let Err(e) = stored {
                         if matches!(
                             e,
                             AppError::Upload(UploadError::InsufficientStorage { .. })
@@ -130,6 +141,7 @@ pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<O
                             return Err(e); // the disk is the problem: stop the whole request
                         }
                         refused.push((inc.original.clone(), e));
+                        parser.get_mut().drop_kept();
                         current = Current::Skip; // drops the temp file
                     }
                 }
@@ -146,6 +158,7 @@ pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<O
             },
             Event::PartEnd => match std::mem::replace(&mut current, Current::None) {
                 Current::File(mut inc) => {
+                    flush_held(store, parser.get_mut(), &mut inc)?;
                     let finished = finish_validation(cfg, store, &mut inc, &sniff)
                         .and_then(|_| stage(store, *inc));
                     match finished {
@@ -199,14 +212,17 @@ fn begin_file(cfg: &Config, raw: &str) -> Result<Incoming, (String, AppError)> {
     })
 }
 
-/// Takes one slice of a file's data: sniff first, then validate, then write.
+/// Takes one slice of a file's data: sniff first, then validate, then write. With `held`, the
+/// bytes past the sniffed ones are not written from the slice: their count is returned, and
+/// `take_held` moves the same bytes from the hold pipe.
 fn file_data(
     cfg: &Config,
     store: &Store,
     inc: &mut Incoming,
     sniff: &mut Vec<u8>,
     mut data: &[u8],
-) -> Result<(), AppError> {
+    held: bool,
+) -> Result<usize, AppError> {
     inc.size += data.len() as u64;
     if inc.size > cfg.max_size {
         return Err(UploadError::TooLarge {
@@ -219,16 +235,57 @@ fn file_data(
         sniff.extend_from_slice(&data[..take]);
         data = &data[take..];
         if sniff.len() < SNIFF_LEN {
-            return Ok(());
+            return Ok(0);
         }
         open_validated(cfg, store, inc, sniff)?;
     }
     if let Some(temp) = inc.temp.as_mut() {
+        if held {
+            return Ok(data.len());
+        }
         if !data.is_empty() {
             store.write(temp, data)?;
         }
     }
+    Ok(0)
+}
+
+/// Keeps the last `tail` bytes of the event just parsed (which ends at the body offset `end`)
+/// in the hold pipe as the file's data, moving what is kept into the file when it is due.
+fn keep_held(
+    store: &Store,
+    body: &mut TeeBody<'_, '_>,
+    end: u64,
+    inc: &mut Incoming,
+    tail: usize,
+) -> Result<(), AppError> {
+    if tail == 0 {
+        return Ok(());
+    }
+    body.keep(end, tail).map_err(AppError::Storage)?;
+    if body.flush_due() {
+        flush_held(store, body, inc)?;
+    }
     Ok(())
+}
+
+/// Moves the file data kept in the hold pipe into the file.
+fn flush_held(
+    store: &Store,
+    body: &mut TeeBody<'_, '_>,
+    inc: &mut Incoming,
+) -> Result<(), AppError> {
+    match (body.flush(), inc.temp.as_mut()) {
+        (Some((pipe, n)), Some(temp)) => store.write_from_pipe(temp, pipe, n),
+        (None, _) => Ok(()),
+        (Some(_), None) => Err(AppError::Internal),
+    }
+}
+
+/// Whether a body is long enough for pipes to pay: below `SPLICE_FROM`, setting them up costs
+/// more than the copies they save (small files over keep-alive).
+fn worth_splicing(store: &Store, remaining: Option<u64>) -> bool {
+    remaining.is_some_and(|left| left >= SPLICE_FROM) && store.can_splice()
 }
 
 /// Validates the first bytes; only then is a temp file created and they are written.
@@ -312,9 +369,10 @@ pub fn put(
     store.write(&mut temp, &buf[..filled])?;
     // A large body with a known length goes socket → pipe → file inside the kernel (see
     // `sys::Pipe`); without a pipe (none to be had, or a chunked or short body) it is read.
-    let pipe = match req.body.remaining() {
-        Some(left) if left >= SPLICE_FROM && store.can_splice() => Pipe::new().ok(),
-        _ => None,
+    let pipe = if worth_splicing(store, req.body.remaining()) {
+        Pipe::new().ok()
+    } else {
+        None
     };
     let too_large = |temp: &TempFile, n: usize| temp.size() + n as u64 > cfg.max_size;
     let over_limit = loop {

@@ -65,12 +65,31 @@ impl From<MultipartError> for ParseError {
     }
 }
 
+/// Where the parser's bytes come from: any `Read`, or a source that keeps its own copy of what
+/// it hands out (`http::tee::TeeBody`) and is told which bytes the parser is done with.
+pub trait Source {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// The parser has consumed everything before body offset `offset` (before each read).
+    fn release(&mut self, offset: u64) -> io::Result<()> {
+        let _ = offset;
+        Ok(())
+    }
+}
+
+impl<R: Read> Source for R {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Read::read(self, buf)
+    }
+}
+
 /// The streaming parser.
 pub struct Multipart<R> {
     src: R,
     buf: Box<[u8]>,
     start: usize,
     end: usize,
+    /// Bytes read from `src` so far.
+    taken: u64,
     eof: bool,
     /// `CRLF--boundary`
     delim: Vec<u8>,
@@ -110,7 +129,7 @@ pub fn boundary(content_type: &str) -> Result<String, MultipartError> {
     Err(MultipartError::BadContentType("no boundary parameter"))
 }
 
-impl<R: Read> Multipart<R> {
+impl<R: Source> Multipart<R> {
     pub fn new(src: R, boundary: &str, capacity: usize, max_parts: u64) -> Multipart<R> {
         let mut delim = b"\r\n--".to_vec();
         delim.extend_from_slice(boundary.as_bytes());
@@ -121,6 +140,7 @@ impl<R: Read> Multipart<R> {
             buf: vec![0u8; capacity].into_boxed_slice(),
             start: 0,
             end: 0,
+            taken: 0,
             eof: false,
             delim,
             state: State::Start,
@@ -134,6 +154,15 @@ impl<R: Read> Multipart<R> {
         &self.src
     }
 
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.src
+    }
+
+    /// The body offset up to which input is consumed: the end of the last event's data.
+    pub fn consumed(&self) -> u64 {
+        self.taken - (self.end - self.start) as u64
+    }
+
     fn buffered(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }
@@ -143,6 +172,7 @@ impl<R: Read> Multipart<R> {
         if self.eof {
             return Ok(false);
         }
+        self.src.release(self.consumed()).map_err(ParseError::Io)?;
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -159,6 +189,7 @@ impl<R: Read> Multipart<R> {
                 }
                 Ok(n) => {
                     self.end += n;
+                    self.taken += n as u64;
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

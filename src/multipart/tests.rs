@@ -62,11 +62,15 @@ fn parse_all(
             }),
             Ok(Event::Data(d)) => {
                 assert!(!d.is_empty(), "empty data events are noise");
+                let d = d.to_vec();
+                // The hold pipe (http/tee.rs) finds a file's bytes by these offsets.
+                let end = mp.consumed() as usize;
+                assert_eq!(&body[end - d.len()..end], &d[..], "data ends at consumed()");
                 parts
                     .last_mut()
                     .expect("data belongs to a part")
                     .data
-                    .extend_from_slice(d)
+                    .extend_from_slice(&d)
             }
             Ok(Event::PartEnd) => {}
             Ok(Event::End) => return Ok(parts),

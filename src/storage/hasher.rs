@@ -256,14 +256,7 @@ mod tests {
     use std::io::Write;
 
     fn temp_file(tag: &str) -> (std::path::PathBuf, File) {
-        let path = std::env::temp_dir().join(format!("pidrop-hasher-{tag}-{}", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .expect("temp file");
+        let (file, path) = crate::sys::scratch_file(&format!("hasher-{tag}"));
         (path, file)
     }
 

@@ -424,6 +424,13 @@ impl Default for Form {
     }
 }
 
+/// The head of a `POST /upload` with this Content-Type and length, for tests that send the body
+/// themselves.
+pub fn upload_head(content_type: &str, len: usize, close: bool) -> Vec<u8> {
+    let close = if close { "Connection: close\r\n" } else { "" };
+    format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n{close}\r\n").into_bytes()
+}
+
 /// POST a form to /upload.
 pub fn post_form(addr: SocketAddr, form: Form) -> Resp {
     let (ct, body) = form.finish();

@@ -214,7 +214,8 @@ fn a_client_disconnecting_mid_upload_leaves_nothing() {
         .finish();
     for cut in [100, 5_000, 300_000, body.len() - 3] {
         let mut s = connect(srv.addr);
-        s.write_all(format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).expect("head");
+        s.write_all(&upload_head(&ct, body.len(), false))
+            .expect("head");
         s.write_all(&body[..cut]).expect("part");
         drop(s);
     }
@@ -676,7 +677,8 @@ fn kill_9_during_uploads_leaves_no_partial_file() {
             )
             .finish();
         let mut s = connect(srv.addr);
-        s.write_all(format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).expect("head");
+        s.write_all(&upload_head(&ct, body.len(), false))
+            .expect("head");
         let cut = body.len() / 4 * (1 + round as usize);
         s.write_all(&body[..cut]).expect("part");
         // The temp file exists while the upload is in flight…
@@ -1020,9 +1022,10 @@ fn a_spliced_put_that_stalls_or_fills_the_disk_midway_leaves_nothing() {
 }
 
 #[test]
-fn spliced_puts_leave_a_keep_alive_connection_at_the_next_request() {
-    // Two large PUTs (spliced after their first 8 KiB) and a GET on one connection: each body
-    // is taken exactly, so the next request's head is read from where the body ended.
+fn spliced_bodies_leave_a_keep_alive_connection_at_the_next_request() {
+    // Two large PUTs (spliced after their first 8 KiB), a large multipart POST and GETs on one
+    // connection: each body is taken exactly, so the next request's head is read from where the
+    // body ended.
     let srv = Server::start(&["--allow", "*"]);
     let s = connect(srv.addr);
     let mut reader = std::io::BufReader::new(s.try_clone().expect("clone"));
@@ -1044,6 +1047,18 @@ fn spliced_puts_leave_a_keep_alive_connection_at_the_next_request() {
         assert_eq!(resp.json()["files"][0]["sha256"], sha256_hex(body));
         urls.push(url_of(&resp));
     }
+    // A large multipart body on the same connection (scanned from a pipe, its file spliced),
+    // with an epilogue after the closing boundary that is not part of any file.
+    let (ct, mut form) = Form::new()
+        .file("f", "m.bin", "application/octet-stream", &bodies[0])
+        .finish();
+    form.extend_from_slice(b"epilogue, ignored");
+    w.write_all(&upload_head(&ct, form.len(), false))
+        .expect("head");
+    w.write_all(&form).expect("form");
+    let resp = read_response(&mut reader, false).expect("response");
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    assert_eq!(resp.json()["files"][0]["sha256"], sha256_hex(&bodies[0]));
     for (url, body) in urls.iter().zip(&bodies) {
         w.write_all(format!("GET {url} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
             .expect("get");
@@ -1051,4 +1066,125 @@ fn spliced_puts_leave_a_keep_alive_connection_at_the_next_request() {
         assert_eq!(resp.status, 200);
         assert_eq!(&resp.body, body);
     }
+}
+
+/// A file body with delimiter look-alikes of `boundary` scattered through it: prefixes of every
+/// length, and the whole delimiter followed by a byte that makes it content.
+fn with_lookalikes(seed: u64, n: usize, boundary: &str) -> Vec<u8> {
+    let mut data = bytes(seed, n);
+    let delim = format!("\r\n--{boundary}");
+    let mut at = 7;
+    let mut k = 1;
+    while at + delim.len() + 1 < n {
+        let fake: Vec<u8> = if k >= delim.len() {
+            format!("{delim}x").into_bytes()
+        } else {
+            delim.as_bytes()[..k].to_vec()
+        };
+        data[at..at + fake.len()].copy_from_slice(&fake);
+        k = k % (delim.len() + 1) + 1;
+        at += 8191 + 13 * k;
+    }
+    data
+}
+
+#[test]
+fn large_multipart_bodies_are_stored_byte_exact_however_they_arrive() {
+    // A multipart body ≥ 256 KiB is scanned from one pipe while file data is spliced from a
+    // second (http/tee.rs): fields, refused files, look-alike delimiters at every offset and
+    // writes of any size must come out exactly as with a read through the buffer.
+    let srv = Server::start(&["--allow", "bin,txt"]);
+    let boundary = Form::new().boundary;
+    let first = with_lookalikes(31, (3 << 20) + 5, &boundary);
+    let second = with_lookalikes(32, (700 << 10) + 3, &boundary);
+    let form = Form::new()
+        .field("album", "Holidays")
+        .file("f", "first.bin", "application/octet-stream", &first)
+        .file(
+            "f",
+            "refused.exe",
+            "application/octet-stream",
+            &bytes(33, 1 << 20),
+        )
+        .file("f", "second.bin", "application/octet-stream", &second)
+        .field("note", "last");
+    let (ct, body) = form.finish();
+    for pieces in [false, true] {
+        let mut s = connect(srv.addr);
+        s.set_nodelay(true).expect("nodelay");
+        s.write_all(&upload_head(&ct, body.len(), true))
+            .expect("head");
+        if pieces {
+            // Uneven writes with pauses: batches of every size reach the pipes.
+            let mut at = 0;
+            let mut step = 1;
+            while at < body.len() {
+                let end = (at + step).min(body.len());
+                s.write_all(&body[at..end]).expect("piece");
+                at = end;
+                step = (step * 7 + 3) % 70_001 + 1;
+                if step % 5 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        } else {
+            s.write_all(&body).expect("body");
+        }
+        let resp = read_response(&mut std::io::BufReader::new(&s), false).expect("a response");
+        assert_eq!(resp.status, 201, "{}", resp.text());
+        let j = resp.json();
+        let files = j["files"].as_array().expect("files");
+        assert_eq!(files.len(), 2, "{j}");
+        for (f, data) in files.iter().zip([&first, &second]) {
+            assert_eq!(f["size"], data.len() as u64);
+            assert_eq!(f["sha256"], sha256_hex(data));
+            assert_eq!(&srv.get(f["url"].as_str().expect("url")).body, data);
+        }
+        assert_eq!(j["errors"][0]["original_name"], "refused.exe", "{j}");
+        assert_eq!(j["fields"]["album"], "Holidays");
+        assert_eq!(j["fields"]["note"], "last");
+    }
+    assert_eq!(srv.stored_files().len(), 4);
+    assert!(srv.temp_files().is_empty());
+}
+
+#[test]
+fn a_large_multipart_body_trickling_in_a_byte_at_a_time_is_stored() {
+    // Each byte that arrives alone takes one of the hold pipe's slots (256 for 1 MiB); part
+    // headers longer than that, sent a byte at a time, make the server repack what it holds.
+    // The end of the file and the closing boundary trickle in too.
+    let srv = Server::start(&["--allow", "*"]);
+    let boundary = "trickle0123456789";
+    let data = bytes(41, 300 << 10);
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"t.bin\"\r\nX-Padding: {}\r\n\r\n",
+        "p".repeat(600)
+    )
+    .into_bytes();
+    let head_len = body.len();
+    body.extend_from_slice(&data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let tail_from = body.len() - 400;
+
+    let mut s = connect(srv.addr);
+    s.set_nodelay(true).expect("nodelay");
+    let ct = format!("multipart/form-data; boundary={boundary}");
+    s.write_all(&upload_head(&ct, body.len(), true))
+        .expect("head");
+    std::thread::sleep(Duration::from_millis(20));
+    let trickle = |s: &mut std::net::TcpStream, bytes: &[u8]| {
+        for b in bytes {
+            s.write_all(std::slice::from_ref(b)).expect("a byte");
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    };
+    trickle(&mut s, &body[..head_len]);
+    s.write_all(&body[head_len..tail_from])
+        .expect("most of the file");
+    trickle(&mut s, &body[tail_from..]);
+    let resp = read_response(&mut std::io::BufReader::new(&s), false).expect("a response");
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let f = &resp.json()["files"][0];
+    assert_eq!(f["sha256"], sha256_hex(&data));
+    assert_eq!(srv.get(f["url"].as_str().expect("url")).body, data);
 }
