@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""A/B of pidrop builds on one upload, alternating, so both see the same machine minute.
+
+Usage: python3 bench/experiments/ab.py FILE BINARY[,BINARY...] [put|multipart] [ROUNDS] [-- pidrop args]
+Prints MB/s and server CPU per GiB for each round of each binary. Uses bench.py's server
+handling and its zero-copy sender (the ceiling's own), so the client costs the same for all.
+"""
+import os, shutil, sys, tempfile, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import bench  # noqa: E402
+
+
+def main():
+    args = sys.argv[1:]
+    extra = []
+    if "--" in args:
+        extra = args[args.index("--") + 1:]
+        args = args[:args.index("--")]
+    if len(args) < 2:
+        raise SystemExit(__doc__)
+    src, bins = args[0], args[1].split(",")
+    multipart = (args[2] if len(args) > 2 else "multipart") == "multipart"
+    rounds = int(args[3]) if len(args) > 3 else 4
+    gib = os.path.getsize(src) / (1 << 30)
+    work = tempfile.mkdtemp(prefix="pidrop-ab-", dir=os.path.dirname(os.path.abspath(src)))
+    servers = {b: bench.Server(b, os.path.join(work, str(i)), *extra) for i, b in enumerate(bins)}
+    time.sleep(0.3)
+    results = {b: [] for b in bins}
+    try:
+        for _ in range(rounds):
+            for b, srv in servers.items():
+                wall, cpu, _peak = srv.measure(lambda: bench.zero_copy_upload(srv.url, src, multipart))
+                srv.clear()
+                results[b].append(f"{os.path.getsize(src) / wall / 1e6:.0f} MB/s {cpu / gib:.2f} s/GiB")
+    finally:
+        for srv in servers.values():
+            srv.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    for b in bins:
+        print(os.path.basename(b), " | ".join(results[b]))
+
+
+if __name__ == "__main__":
+    main()
