@@ -214,7 +214,7 @@ fn begin_file(cfg: &Config, raw: &str) -> Result<Incoming, (String, AppError)> {
 
 /// Takes one slice of a file's data: sniff first, then validate, then write. With `held`, the
 /// bytes past the sniffed ones are not written from the slice: their count is returned, and
-/// `take_held` moves the same bytes from the hold pipe.
+/// `keep_held` takes the same bytes from the hold pipe.
 fn file_data(
     cfg: &Config,
     store: &Store,
@@ -282,8 +282,9 @@ fn flush_held(
     }
 }
 
-/// Whether a body is long enough for pipes to pay: below `SPLICE_FROM`, setting them up costs
-/// more than the copies they save (small files over keep-alive).
+/// Whether a body is long enough for pipes to pay: below `SPLICE_FROM`, a pipe per upload and
+/// the hashing thread that spliced bytes need cost more than the copies saved (measured with
+/// 64 KiB files: bench/PROFILE.md, small files).
 fn worth_splicing(store: &Store, remaining: Option<u64>) -> bool {
     remaining.is_some_and(|left| left >= SPLICE_FROM) && store.can_splice()
 }

@@ -966,7 +966,7 @@ fn a_small_limit_holds_for_chunked_put_bodies_too() {
 }
 
 #[test]
-fn a_spliced_put_that_stalls_or_fills_the_disk_midway_leaves_nothing() {
+fn a_spliced_body_that_stalls_or_fills_the_disk_midway_leaves_nothing() {
     // Large PUT bodies go socket → pipe → file inside the kernel after the first 8 KiB; the
     // same guarantees hold there as for bytes read through the buffer.
     let srv = Server::start_on_tmpfs("8m", &["--allow", "*", "--body-timeout", "1s"]);
@@ -981,6 +981,22 @@ fn a_spliced_put_that_stalls_or_fills_the_disk_midway_leaves_nothing() {
     s.write_all(&bytes(7, 2 << 20)).expect("half the body");
     let resp = read_response(&mut std::io::BufReader::new(&s), false).expect("a response");
     assert_eq!(resp.status, 408, "{}", resp.text());
+    // The same for a multipart body (scanned from a pipe, its file spliced from a tee).
+    let (ct, form) = Form::new()
+        .file(
+            "f",
+            "stall.bin",
+            "application/octet-stream",
+            &bytes(8, 4 << 20),
+        )
+        .finish();
+    let mut s = connect(srv.addr);
+    s.write_all(&upload_head(&ct, form.len(), false))
+        .expect("head");
+    s.write_all(&form[..2 << 20]).expect("half the body");
+    let resp = read_response(&mut std::io::BufReader::new(&s), false).expect("a response");
+    assert_eq!(resp.status, 408, "{}", resp.text());
+    assert!(srv.temp_files().is_empty() && srv.stored_files().is_empty());
 
     // Two 5 MiB PUTs on 8 MiB: each passes the free-space check made before its body, and the
     // disk fills while both are being spliced in. The one that hits ENOSPC gets 507.
