@@ -82,8 +82,20 @@ class Server:
         self.proc.wait()
 
 
-def sink_ceiling(path, out_dir):
-    """Raw TCP over loopback into a file, fsync at the end: the ceiling for an upload."""
+def recv_write(conn, fd, size=1 << 20):
+    """The ceiling's sink: receive into one buffer, write it to the file."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    while n := conn.recv_into(buf):
+        done = 0
+        while done < n:
+            done += os.write(fd, view[done:n])
+
+
+def sink_ceiling(path, out_dir, sink=recv_write):
+    """Raw TCP over loopback into a file, fsync at the end: the ceiling for an upload. `sink(conn,
+    fd)` moves the bytes (bench/experiments/sinks.py passes other ways). Returns the wall time
+    and the receiving thread's own CPU seconds."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
@@ -95,16 +107,12 @@ def sink_ceiling(path, out_dir):
     def receive():
         conn, _ = srv.accept()
         r0 = resource.getrusage(resource.RUSAGE_THREAD)
-        buf = bytearray(1 << 20)
-        view = memoryview(buf)
-        with open(dest, "wb") as f:
-            while True:
-                n = conn.recv_into(buf)
-                if not n:
-                    break
-                f.write(view[:n])
-            f.flush()
-            os.fsync(f.fileno())
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            sink(conn, fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         r1 = resource.getrusage(resource.RUSAGE_THREAD)
         cpu.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
         conn.close()

@@ -56,15 +56,10 @@ pub fn send_file(sock: &TcpStream, file: &File, offset: u64, len: u64) -> io::Re
     while left > 0 {
         let chunk = usize::try_from(left.min(MAX_CHUNK)).unwrap_or(1 << 20);
         // SAFETY: both descriptors are open for the duration of the call; `off` is ours.
-        let n = unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, chunk) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => return Err(io::ErrorKind::TimedOut.into()),
-                _ => return Err(e),
-            }
-        }
+        let n = counted(|| unsafe {
+            libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, chunk)
+        })
+        .map_err(timed_out)?;
         if n == 0 {
             break;
         }
@@ -180,9 +175,16 @@ fn splice(from: libc::c_int, to: libc::c_int, len: usize) -> io::Result<usize> {
             libc::SPLICE_F_MOVE,
         )
     });
-    match moved {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::ErrorKind::TimedOut.into()),
-        other => other,
+    moved.map_err(timed_out)
+}
+
+/// A socket's timeout (SO_RCVTIMEO/SO_SNDTIMEO expiring gives EAGAIN) reported as `TimedOut`,
+/// so callers tell a stalled peer from other errors the same way for every call.
+pub fn timed_out(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::WouldBlock {
+        io::ErrorKind::TimedOut.into()
+    } else {
+        e
     }
 }
 

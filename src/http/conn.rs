@@ -107,10 +107,7 @@ fn read_retrying(stream: &mut TcpStream, out: &mut [u8]) -> io::Result<usize> {
     loop {
         match stream.read(out) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Err(io::ErrorKind::TimedOut.into())
-            }
-            other => return other,
+            other => return other.map_err(crate::sys::timed_out),
         }
     }
 }
