@@ -10,7 +10,7 @@ export RUSTC_BOOTSTRAP=1
 
 mkdir -p corpus/request_head corpus/chunked corpus/multipart corpus/disposition corpus/range
 printf 'POST /upload HTTP/1.1\r\nHost: pi.local\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n' > corpus/request_head/post
-printf 'PUT /upload/a.jpg HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n' > corpus/request_head/chunked
+printf 'PUT /upload/a.jpg HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n' > corpus/request_head/chunked
 printf 'GET http://pi.local/files?x=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n' > corpus/request_head/absolute
 printf '\x075\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\nTrailer: x\r\n\r\n' > corpus/chunked/basic
 printf '\x00\x00\x00\x00\x00\x00\x10\x00bytes=0-99' > corpus/range/basic

@@ -26,6 +26,7 @@ const SETTINGS: &[Setting] = &[
     Setting { name: "allow", default: "default", help: "allowed extensions, comma-separated; 'default' for photos, video, audio, documents, text and archives; '*' for any" },
     Setting { name: "min-free", default: "256M", help: "free space that must remain on the upload filesystem" },
     Setting { name: "checksum", default: "sha256", help: "sha256 of every upload (in the JSON and metadata), or off: on a Pi without SHA instructions hashing can be the bottleneck" },
+    Setting { name: "hosts", default: "", help: "extra host names this server answers to besides its own names and addresses (comma-separated, e.g. a reverse proxy's public name); '*' turns the Host check off" },
     Setting { name: "origins", default: "", help: "extra origins allowed to upload/delete (comma-separated, e.g. http://nas.local:8080)" },
     Setting { name: "workers", default: "16", help: "worker threads (each serves one connection at a time)" },
     Setting { name: "queue", default: "64", help: "accepted connections waiting for a worker; beyond this new ones get 503" },
@@ -54,6 +55,7 @@ pub struct Config {
     pub allow: AllowList,
     pub min_free: u64,
     pub checksum: bool,
+    pub hosts: Vec<String>,
     pub origins: Vec<String>,
     pub server: ServerConfig,
     pub max_parts: u64,
@@ -205,12 +207,16 @@ where
         shutdown_timeout: duration("shutdown-timeout")?,
         discard_limit: 64 << 10,
     };
-    let origins = get("origins")
-        .1
-        .split(',')
-        .map(|s| s.trim().trim_end_matches('/').to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let list = |name| -> Vec<String> {
+        get(name)
+            .1
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let origins = list("origins");
+    let hosts = list("hosts");
     let max_size = size("max-size")?;
     if max_size == 0 {
         return Err(invalid("max-size", "0", "must be more than 0"));
@@ -233,6 +239,7 @@ where
                 _ => return Err(invalid(n, &v, "expected sha256 or off")),
             }
         },
+        hosts,
         origins,
         server,
         max_parts: count("max-parts")? as u64,

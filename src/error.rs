@@ -94,6 +94,8 @@ pub enum AppError {
     },
     /// A state-changing request from a foreign origin (CSRF).
     ForbiddenOrigin,
+    /// A `Host` this server does not answer to (DNS rebinding, or a mistyped proxy setting).
+    MisdirectedHost,
     /// A filesystem failure that is not the client's fault.
     Storage(io::Error),
     /// The upload directory is not on the mount `--require-mount` names (a USB disk unplugged).
@@ -138,6 +140,7 @@ impl AppError {
             AppError::NotFound => 404,
             AppError::MethodNotAllowed { .. } => 405,
             AppError::ForbiddenOrigin => 403,
+            AppError::MisdirectedHost => 421,
             AppError::Busy | AppError::NotMounted(_) => 503,
             AppError::TooManyConnections { .. } => 429,
             AppError::Storage(e) if is_no_space(e) => 507,
@@ -170,6 +173,7 @@ impl AppError {
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed { .. } => "method_not_allowed",
             AppError::ForbiddenOrigin => "forbidden_origin",
+            AppError::MisdirectedHost => "misdirected_host",
             AppError::Busy => "busy",
             AppError::NotMounted(_) => "not_mounted",
             AppError::TooManyConnections { .. } => "too_many_connections",
@@ -313,6 +317,10 @@ impl fmt::Display for AppError {
                     "requests from another site are not allowed (Origin check)"
                 )
             }
+            AppError::MisdirectedHost => write!(
+                f,
+                "this server does not answer to that host name (add it with --hosts)"
+            ),
             AppError::Storage(e) if is_no_space(e) => write!(f, "the server's disk is full"),
             AppError::Storage(e) => write!(f, "the server could not store the file: {e}"),
             AppError::Busy => write!(f, "the server is busy; try again in a moment"),

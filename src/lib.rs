@@ -8,6 +8,7 @@
 pub mod assets;
 pub mod config;
 pub mod error;
+pub mod hosts;
 pub mod http;
 pub mod json;
 pub mod logger;

@@ -64,6 +64,7 @@ fn run(cfg: config::Config) -> Result<(), String> {
     let thumbs = pidrop::thumbs::Thumbs::start(store.state_dir().join("thumbs"))
         .map_err(|e| format!("cannot start the thumbnail worker: {e}"))?;
     let app = Arc::new(App {
+        hosts: pidrop::hosts::Hosts::new(&cfg.hosts),
         cfg,
         store,
         started: Instant::now(),

@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::assets;
 use crate::config::Config;
 use crate::error::{AppError, UploadError};
+use crate::hosts::Hosts;
 use crate::http::{Request, Response, Service};
 use crate::json::{self, Obj};
 use crate::serve;
@@ -16,6 +17,7 @@ use crate::upload::{self, Outcome};
 /// The application: configuration, storage, start time.
 pub struct App {
     pub cfg: Config,
+    pub hosts: Hosts,
     pub store: Store,
     pub started: Instant,
     #[cfg(feature = "thumbnails")]
@@ -67,6 +69,15 @@ const READ_ONLY: &str = "GET, HEAD";
 
 impl App {
     fn route(&self, req: &mut Request<'_>) -> Result<Response, AppError> {
+        // Before anything else, for every method: DNS rebinding is refused here.
+        if !self.hosts.allows(req.header("host"), req.peer.ip()) {
+            log::warn!(
+                "{}: refused Host {:?} (not one of this machine's names; see --hosts)",
+                req.peer.ip(),
+                req.header("host").unwrap_or("")
+            );
+            return Err(AppError::MisdirectedHost);
+        }
         let path = req.path().to_string();
         let method = req.method().to_string();
         let read = method == "GET" || method == "HEAD";

@@ -12,7 +12,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
@@ -45,27 +45,85 @@ fn term_signals() -> libc::sigset_t {
     }
 }
 
+// A file offset of 64 bits on every target. glibc's `off_t` is 32 bits on 32-bit ARM (what
+// `cargo build` on 32-bit Raspberry Pi OS makes), so a download past 2 GiB would fail after its
+// headers went out: there the 64-bit call is `sendfile64`. musl's `off_t` is always 64 bits.
+#[cfg(target_env = "gnu")]
+type Offset = libc::off64_t;
+#[cfg(target_env = "gnu")]
+use libc::sendfile64 as sendfile;
+#[cfg(not(target_env = "gnu"))]
+type Offset = libc::off_t;
+#[cfg(not(target_env = "gnu"))]
+use libc::sendfile;
+
 /// Sends `len` bytes of `file` from `offset` to the socket with `sendfile(2)`: no copy through
 /// user space. (std's `io::copy` fell back to 8 KiB read/write pairs here: measured with strace,
 /// 32768 `read` + 32768 `sendto` calls for 256 MiB.) Returns the bytes sent, fewer only if the
 /// file shrank. The socket's send timeout applies: a stalled peer gives `TimedOut`.
 pub fn send_file(sock: &TcpStream, file: &File, offset: u64, len: u64) -> io::Result<u64> {
     const MAX_CHUNK: u64 = 1 << 30; // 1 GiB per call, well under what sendfile accepts
-    let mut off = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let mut off = Offset::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
     let mut left = len;
     while left > 0 {
         let chunk = usize::try_from(left.min(MAX_CHUNK)).unwrap_or(1 << 20);
         // SAFETY: both descriptors are open for the duration of the call; `off` is ours.
-        let n = counted(|| unsafe {
-            libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, chunk)
-        })
-        .map_err(timed_out)?;
+        let n =
+            counted(|| unsafe { sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, chunk) })
+                .map_err(timed_out)?;
         if n == 0 {
             break;
         }
         left -= n as u64;
     }
     Ok(len - left)
+}
+
+/// Every address of the machine's interfaces (`getifaddrs(3)`), IPv4 and IPv6, up or not.
+pub fn interface_addrs() -> io::Result<Vec<IpAddr>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut cur = list;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: `ifa_addr` points to a sockaddr whose family says which struct it is.
+            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+            if family == libc::AF_INET {
+                // SAFETY: the family is AF_INET, so the sockaddr is a sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                out.push(IpAddr::from(
+                    u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                ));
+            } else if family == libc::AF_INET6 {
+                // SAFETY: the family is AF_INET6, so the sockaddr is a sockaddr_in6.
+                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: `list` came from getifaddrs and is freed exactly once.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(out)
+}
+
+/// The machine's host name (`gethostname(2)`), as the kernel has it now.
+pub fn host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is ours and its length is passed; the kernel NUL-terminates within it.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    let name = std::str::from_utf8(&buf[..end]).ok()?.trim();
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 /// A pipe used as the kernel-side buffer of `splice(2)`: body bytes go socket → pipe → file and

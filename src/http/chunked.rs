@@ -19,7 +19,9 @@ enum State {
     Size {
         digits: u32,
     },
-    /// After the digits: optional whitespace and `;ext`.
+    /// Whitespace after the digits: only more of it, `;` or CR may follow (RFC 9112 §7.1.1).
+    SizeWs,
+    /// Inside `;ext` (after the first `;`).
     Ext,
     SizeLf,
     Data,
@@ -112,7 +114,7 @@ impl ChunkedDecoder {
 
     fn step(&mut self, b: u8) -> Result<(), HttpError> {
         use State::*;
-        if matches!(self.state, Size { .. } | Ext | SizeLf) {
+        if matches!(self.state, Size { .. } | SizeWs | Ext | SizeLf) {
             self.line += 1;
             if self.line > MAX_SIZE_LINE {
                 return Err(HttpError::BadChunk("chunk size line too long"));
@@ -135,7 +137,9 @@ impl ChunkedDecoder {
             }
             (Size { digits: 0 }, _) => return Err(HttpError::BadChunk("missing chunk size")),
             (Size { .. }, b'\r') => SizeLf,
-            (Size { .. }, b';' | b' ' | b'\t') => Ext,
+            (Size { .. } | SizeWs, b' ' | b'\t') => SizeWs,
+            (Size { .. } | SizeWs, b';') => Ext,
+            (SizeWs, b'\r') => SizeLf,
             (Ext, b'\r') => SizeLf,
             (Ext, b) if b == b'\t' || (b >= 0x20 && b != 0x7f) => Ext,
             (SizeLf, b'\n') => {
@@ -191,7 +195,7 @@ mod tests {
 
     #[test]
     fn decodes_at_every_split_point() {
-        let body = b"5\r\nhello\r\n1;ext=1\r\n \r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        let body = b"5 \t\r\nhello\r\n1 ;ext=1\r\n \r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nNEXT";
         let expect = b"hello 0123456789".to_vec();
         for a in 1..body.len() {
             let (out, used) = decode_split(body, &[a, 1, 3]).expect("valid");
@@ -217,6 +221,11 @@ mod tests {
             b"5\r\nhello\r\n0\r\n\n",
             b"5;a\x00b\r\nhello\r\n0\r\n\r\n",
             b"10000000000000000\r\n",
+            // Only whitespace, `;` or CRLF may follow the size: "5 6" is not 5 (smuggling).
+            b"5 6\r\nhello\r\n0\r\n\r\n",
+            b"5 x\r\nhello\r\n0\r\n\r\n",
+            b"5\tx;a=1\r\nhello\r\n0\r\n\r\n",
+            b"5 \r\nhello\r\n0 x\r\n\r\n",
         ] {
             assert!(
                 decode_split(bad, &[1000]).is_err(),

@@ -34,6 +34,8 @@ pub struct Head {
     pub framing: Framing,
     pub keep_alive: bool,
     pub expect_continue: bool,
+    /// The minor HTTP version: 0 or 1.
+    pub minor: u8,
 }
 
 impl Head {
@@ -115,6 +117,7 @@ pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Option<(Head, usize)>, Ht
             headers,
             framing,
             keep_alive,
+            minor,
             expect_continue,
         },
         len,

@@ -14,6 +14,8 @@ use crate::sys::Pipe;
 /// One request, as handed to the handler.
 pub struct Request<'c> {
     pub head: Head,
+    /// The client's address (the TCP peer).
+    pub peer: std::net::SocketAddr,
     pub body: Body<'c>,
 }
 

@@ -275,6 +275,7 @@ fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr, accept
         let started = Instant::now();
         let head_only = head.method == "HEAD";
         let mut req = Request {
+            peer,
             body: Body::new(&mut conn, &head, cfg.body_timeout),
             head,
         };

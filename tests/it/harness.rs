@@ -428,7 +428,7 @@ impl Default for Form {
 /// themselves.
 pub fn upload_head(content_type: &str, len: usize, close: bool) -> Vec<u8> {
     let close = if close { "Connection: close\r\n" } else { "" };
-    format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n{close}\r\n").into_bytes()
+    format!("POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n{close}\r\n").into_bytes()
 }
 
 /// POST a form to /upload.

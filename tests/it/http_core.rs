@@ -17,7 +17,7 @@ fn t1_huge_declared_body_refused_without_reading_keeps_the_server_small() {
     let base = srv.rss_kib();
     let mut s = connect(srv.addr);
     s.write_all(
-        b"PUT /upload/video.mp4 HTTP/1.1\r\nHost: x\r\nContent-Length: 107374182400\r\n\r\n",
+        b"PUT /upload/video.mp4 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 107374182400\r\n\r\n",
     )
     .expect("head");
     s.write_all(&vec![0u8; 1 << 20]).expect("1 MB of body");
@@ -42,7 +42,7 @@ fn t1_client_disconnects_mid_body_while_the_handler_reads() {
     for _ in 0..3 {
         let mut s = connect(srv.addr);
         s.write_all(
-            b"PUT /upload/big.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 10737418240\r\n\r\n",
+            b"PUT /upload/big.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10737418240\r\n\r\n",
         )
         .expect("head");
         s.write_all(&bytes(1, 1 << 20)).expect("1 MB");
@@ -72,7 +72,10 @@ fn t1_client_disconnects_mid_body_while_the_handler_reads() {
 fn t2_oversized_request_line_headers_and_header_count() {
     let mut srv = Server::start(&[]);
     let base = srv.rss_kib();
-    let long_line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(20_000));
+    let long_line = format!(
+        "GET /{} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "a".repeat(20_000)
+    );
     let out = raw(srv.addr, long_line.as_bytes());
     assert!(
         String::from_utf8_lossy(&out).starts_with("HTTP/1.1 414 "),
@@ -81,7 +84,7 @@ fn t2_oversized_request_line_headers_and_header_count() {
     );
     // A 200 MiB header line: refused at 8 KiB, never buffered.
     let mut s = connect(srv.addr);
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: ")
         .expect("head");
     let chunk = vec![b'a'; 1 << 20];
     for _ in 0..200 {
@@ -99,7 +102,7 @@ fn t2_oversized_request_line_headers_and_header_count() {
     let many: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
     let out = raw(
         srv.addr,
-        format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes(),
+        format!("GET / HTTP/1.1\r\nHost: localhost\r\n{many}\r\n").as_bytes(),
     );
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431 "));
     assert!(srv.alive());
@@ -137,7 +140,7 @@ fn t3_slow_header_clients_do_not_stop_another_clients_upload() {
     let mut slow = Vec::new();
     for _ in 0..300 {
         let mut s = connect_from([127, 0, 0, 2], srv.addr);
-        let _ = s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\n");
+        let _ = s.write_all(b"POST /upload HTTP/1.1\r\nHost: localhost\r\n");
         slow.push(s);
     }
     let started = Instant::now();
@@ -176,7 +179,7 @@ fn t3_a_dripping_header_gets_408_at_the_deadline() {
     let mut s = connect(srv.addr);
     let started = Instant::now();
     let mut got = Vec::new();
-    for b in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+    for b in b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
         if s.write_all(&[*b]).is_err() {
             break;
         }
@@ -260,16 +263,16 @@ fn t5_a_fixed_pool_and_a_fast_503_when_full() {
 #[test]
 fn t6_smuggling_shapes_get_400_and_never_a_second_response() {
     let srv = Server::start(&[]);
-    let smuggled = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let smuggled = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
     let shapes = [
-        format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}", 5 + smuggled.len()),
-        format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n{smuggled}", smuggled.len()),
-        format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 0, {}\r\n\r\n{smuggled}", smuggled.len()),
-        format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: +{}\r\n\r\n{smuggled}", smuggled.len()),
-        format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 0x10\r\n\r\n{smuggled}"),
-        format!("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n{smuggled}"),
-        format!("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n{smuggled}"),
-        format!("PUT /upload/a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n{smuggled}"),
+        format!("POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}", 5 + smuggled.len()),
+        format!("POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n{smuggled}", smuggled.len()),
+        format!("POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0, {}\r\n\r\n{smuggled}", smuggled.len()),
+        format!("POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: +{}\r\n\r\n{smuggled}", smuggled.len()),
+        format!("POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0x10\r\n\r\n{smuggled}"),
+        format!("POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n{smuggled}"),
+        format!("POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n{smuggled}"),
+        format!("PUT /upload/a.txt HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n{smuggled}"),
     ];
     for shape in &shapes {
         let out = raw(srv.addr, shape.as_bytes());
@@ -284,7 +287,7 @@ fn t6_smuggling_shapes_get_400_and_never_a_second_response() {
         "identity",
         "xchunked",
     ] {
-        let req = format!("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}\r\n\r\n0\r\n\r\n{smuggled}");
+        let req = format!("POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: {te}\r\n\r\n0\r\n\r\n{smuggled}");
         let out = raw(srv.addr, req.as_bytes());
         assert!(
             String::from_utf8_lossy(&out).starts_with("HTTP/1.1 501 "),
@@ -314,7 +317,7 @@ fn t6_header_injection_through_a_file_name_never_reaches_the_wire() {
         .to_string();
     let out = raw(
         srv.addr,
-        format!("GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {url} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
     );
     let text = String::from_utf8_lossy(&out);
     let head = text.split("\r\n\r\n").next().unwrap_or("");
@@ -333,7 +336,7 @@ fn t6_header_injection_through_a_file_name_never_reaches_the_wire() {
 #[test]
 fn content_length_over_4_gib_parses() {
     let srv = Server::start(&["--max-size", "4G"]);
-    let out = raw(srv.addr, b"PUT /upload/v.mp4 HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000000\r\nExpect: 100-continue\r\n\r\n");
+    let out = raw(srv.addr, b"PUT /upload/v.mp4 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000000000\r\nExpect: 100-continue\r\n\r\n");
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
     assert!(text.contains("\"limit\":4294967296"), "{text}");
@@ -346,14 +349,14 @@ fn keep_alive_and_http_1_0() {
     let mut w = s.try_clone().expect("clone");
     let mut r = BufReader::new(s);
     for _ in 0..3 {
-        w.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        w.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .expect("write");
         let resp = read_response(&mut r, false).expect("response");
         assert_eq!(resp.status, 200);
         assert_eq!(resp.header("Connection"), Some("keep-alive"));
     }
     // Pipelined: two requests in one write, two responses in order.
-    w.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+    w.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\nGET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .expect("write");
     assert_eq!(read_response(&mut r, false).expect("first").status, 200);
     assert_eq!(read_response(&mut r, false).expect("second").status, 404);
@@ -365,7 +368,7 @@ fn keep_alive_and_http_1_0() {
 fn keep_alive_idle_connections_are_closed() {
     let srv = Server::start(&["--keepalive-timeout", "1s"]);
     let mut s = connect(srv.addr);
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .expect("write");
     let started = Instant::now();
     let mut all = Vec::new();
@@ -383,10 +386,10 @@ fn host_is_required_and_absolute_targets_work() {
     let srv = Server::start(&[]);
     let out = raw(srv.addr, b"GET /healthz HTTP/1.1\r\n\r\n");
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 400 "));
-    let out = raw(srv.addr, b"GET http://pi.local:8080/healthz HTTP/1.1\r\nHost: pi.local:8080\r\nConnection: close\r\n\r\n");
+    let out = raw(srv.addr, b"GET http://localhost:8080/healthz HTTP/1.1\r\nHost: localhost:8080\r\nConnection: close\r\n\r\n");
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200 "));
     // Upgrade is not honoured: a normal answer, never 101.
-    let out = raw(srv.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n");
+    let out = raw(srv.addr, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n");
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200 "));
 }
 
@@ -394,11 +397,11 @@ fn host_is_required_and_absolute_targets_work() {
 fn expect_100_continue_is_sent_only_when_the_body_is_wanted() {
     let srv = Server::start(&["--max-size", "1M"]);
     // Refused from the head: a final answer, no 100 Continue.
-    let out = raw(srv.addr, b"PUT /upload/a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\nExpect: 100-continue\r\n\r\n");
+    let out = raw(srv.addr, b"PUT /upload/a.png HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2000000\r\nExpect: 100-continue\r\n\r\n");
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
     assert!(!text.contains("100 Continue"));
-    let out = raw(srv.addr, b"PUT /upload/a.exe HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\nExpect: 100-continue\r\n\r\n");
+    let out = raw(srv.addr, b"PUT /upload/a.exe HTTP/1.1\r\nHost: localhost\r\nContent-Length: 20\r\nExpect: 100-continue\r\n\r\n");
     let text = String::from_utf8_lossy(&out);
     assert!(
         text.starts_with("HTTP/1.1 415 ") && !text.contains("100 Continue"),
@@ -407,7 +410,7 @@ fn expect_100_continue_is_sent_only_when_the_body_is_wanted() {
     // Wanted: 100 first, then the body, then 201.
     let body = png(50);
     let mut s = connect(srv.addr);
-    s.write_all(format!("PUT /upload/a.png HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n", body.len()).as_bytes()).expect("head");
+    s.write_all(format!("PUT /upload/a.png HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n", body.len()).as_bytes()).expect("head");
     let mut first = [0u8; 25];
     s.read_exact(&mut first).expect("100 continue");
     assert_eq!(&first, b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -416,7 +419,7 @@ fn expect_100_continue_is_sent_only_when_the_body_is_wanted() {
     assert_eq!(resp.status, 201);
     let out = raw(
         srv.addr,
-        b"PUT /upload/a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: teapot\r\n\r\nab",
+        b"PUT /upload/a.png HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nExpect: teapot\r\n\r\nab",
     );
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 417 "));
 }
@@ -425,7 +428,7 @@ fn expect_100_continue_is_sent_only_when_the_body_is_wanted() {
 fn chunked_uploads_and_broken_chunks() {
     let srv = Server::start(&[]);
     let data = png(20_000);
-    let mut req = b"PUT /upload/c.png HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    let mut req = b"PUT /upload/c.png HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
     for piece in data.chunks(7_000) {
         req.extend_from_slice(format!("{:x};ext=1\r\n", piece.len()).as_bytes());
         req.extend_from_slice(piece);
@@ -440,7 +443,7 @@ fn chunked_uploads_and_broken_chunks() {
         .expect("url")
         .to_string();
     assert_eq!(srv.get(&url).body, data);
-    let bad = b"PUT /upload/d.png HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n";
+    let bad = b"PUT /upload/d.png HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n";
     let out = raw(srv.addr, bad);
     assert!(
         String::from_utf8_lossy(&out).starts_with("HTTP/1.1 400 "),
@@ -465,7 +468,7 @@ fn a_panic_answers_500_and_the_worker_lives_on() {
 fn body_idle_timeout_answers_408_and_stores_nothing() {
     let srv = Server::start(&["--body-timeout", "1s"]);
     let mut s = connect(srv.addr);
-    s.write_all(b"PUT /upload/a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+    s.write_all(b"PUT /upload/a.png HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n")
         .expect("head");
     s.write_all(&png(100)).expect("some body");
     let started = Instant::now();
@@ -492,7 +495,7 @@ fn a_client_that_never_reads_is_cut_off_by_the_write_timeout() {
         .to_string();
     let mut stuck = connect(srv.addr);
     stuck
-        .write_all(format!("GET {url} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .write_all(format!("GET {url} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
         .expect("write");
     // The only worker is blocked writing to `stuck` until the write timeout frees it.
     std::thread::sleep(Duration::from_millis(300));
@@ -512,8 +515,10 @@ fn early_error_is_readable_while_the_client_is_still_sending() {
     let srv = Server::start(&["--max-size", "1M", "--allow", "*"]);
     let mut s = connect(srv.addr);
     // No Expect: the client just sends 8 MB; the server refuses after 1 MB.
-    s.write_all(b"PUT /upload/x.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
-        .expect("head");
+    s.write_all(
+        b"PUT /upload/x.bin HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .expect("head");
     let w = s.try_clone().expect("clone");
     let writer = std::thread::spawn(move || {
         let mut w = w;
@@ -558,7 +563,7 @@ fn sigterm_lets_in_flight_uploads_finish_and_exits_0() {
     let mut s = connect(srv.addr);
     s.write_all(
         format!(
-            "PUT /upload/slow.png HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            "PUT /upload/slow.png HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
             data.len()
         )
         .as_bytes(),
@@ -607,7 +612,7 @@ fn a_small_unread_body_is_drained_and_the_connection_kept() {
     let body = vec![b'x'; 1000];
     w.write_all(
         format!(
-            "PUT /upload/a.exe HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            "PUT /upload/a.exe HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )
         .as_bytes(),
@@ -617,14 +622,14 @@ fn a_small_unread_body_is_drained_and_the_connection_kept() {
     let resp = read_response(&mut r, false).expect("415");
     assert_eq!(resp.status, 415);
     assert_eq!(resp.header("Connection"), Some("keep-alive"));
-    w.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    w.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .expect("next");
     assert_eq!(read_response(&mut r, false).expect("200").status, 200);
     // More than 64 KiB unread: answered, then closed.
     let big = vec![b'x'; 200_000];
     w.write_all(
         format!(
-            "PUT /upload/b.exe HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            "PUT /upload/b.exe HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
             big.len()
         )
         .as_bytes(),
@@ -704,7 +709,7 @@ fn slow_headers_from_many_addresses_only_delay_a_normal_upload_until_the_deadlin
     for last in 2..42u8 {
         for _ in 0..4 {
             let mut s = connect_from([127, 0, 1, last], srv.addr);
-            let _ = s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\n");
+            let _ = s.write_all(b"POST /upload HTTP/1.1\r\nHost: localhost\r\n");
             slow.push(s);
         }
     }
@@ -762,7 +767,7 @@ fn a_full_pool_of_hashed_uploads_fits_the_units_task_limit() {
         let mut s = connect_from([127, 0, 1, 1 + i], srv.addr);
         s.write_all(
             format!(
-                "PUT /upload/f{i}.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                "PUT /upload/f{i}.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
                 2 << 20
             )
             .as_bytes(),

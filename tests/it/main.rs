@@ -7,6 +7,7 @@
 )]
 
 mod harness;
+mod hosts;
 mod http_core;
 mod thumbnails;
 mod uploads;

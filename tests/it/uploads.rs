@@ -441,7 +441,7 @@ fn errors_are_json_with_the_right_status() {
 #[test]
 fn low_disk_space_is_507_before_any_byte() {
     let srv = Server::start(&["--min-free", "1000T"]);
-    let out = raw(srv.addr, b"PUT /upload/a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n");
+    let out = raw(srv.addr, b"PUT /upload/a.png HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n");
     let text = String::from_utf8_lossy(&out);
     assert!(
         text.starts_with("HTTP/1.1 507 ") && !text.contains("100 Continue"),
@@ -950,7 +950,7 @@ fn an_edited_page_can_be_served_from_a_directory() {
 #[test]
 fn a_small_limit_holds_for_chunked_put_bodies_too() {
     let srv = Server::start(&["--max-size", "1K", "--allow", "*"]);
-    let mut req = b"PUT /upload/a.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    let mut req = b"PUT /upload/a.bin HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
     req.extend_from_slice(b"1400\r\n");
     req.extend_from_slice(&bytes(1, 0x1400));
     req.extend_from_slice(b"\r\n0\r\n\r\n");
@@ -976,8 +976,10 @@ fn a_spliced_body_that_stalls_or_fills_the_disk_midway_leaves_nothing() {
 
     // A stall after 2 MiB of a 4 MiB body: 408 from the idle timeout, nothing kept.
     let mut s = connect(srv.addr);
-    s.write_all(b"PUT /upload/stall.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n")
-        .expect("head");
+    s.write_all(
+        b"PUT /upload/stall.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4194304\r\n\r\n",
+    )
+    .expect("head");
     s.write_all(&bytes(7, 2 << 20)).expect("half the body");
     let resp = read_response(&mut std::io::BufReader::new(&s), false).expect("a response");
     assert_eq!(resp.status, 408, "{}", resp.text());
@@ -1004,7 +1006,7 @@ fn a_spliced_body_that_stalls_or_fills_the_disk_midway_leaves_nothing() {
     for i in 0..2u64 {
         let mut s = connect(srv.addr);
         s.write_all(
-            format!("PUT /upload/f{i}.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 5242880\r\n\r\n")
+            format!("PUT /upload/f{i}.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5242880\r\n\r\n")
                 .as_bytes(),
         )
         .expect("head");
@@ -1051,7 +1053,7 @@ fn spliced_bodies_leave_a_keep_alive_connection_at_the_next_request() {
     for (i, body) in bodies.iter().enumerate() {
         w.write_all(
             format!(
-                "PUT /upload/k{i}.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                "PUT /upload/k{i}.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             )
             .as_bytes(),
@@ -1076,7 +1078,7 @@ fn spliced_bodies_leave_a_keep_alive_connection_at_the_next_request() {
     assert_eq!(resp.status, 201, "{}", resp.text());
     assert_eq!(resp.json()["files"][0]["sha256"], sha256_hex(&bodies[0]));
     for (url, body) in urls.iter().zip(&bodies) {
-        w.write_all(format!("GET {url} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        w.write_all(format!("GET {url} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
             .expect("get");
         let resp = read_response(&mut reader, false).expect("response");
         assert_eq!(resp.status, 200);
