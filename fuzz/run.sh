@@ -17,15 +17,25 @@ printf '\x00\x00\x00\x00\x00\x00\x10\x00bytes=0-99' > corpus/range/basic
 printf '\x00\x00\x00\x00\x00\x00\x10\x00bytes=-500' > corpus/range/suffix
 printf 'form-data; name="f"; filename="C:\\Users\\me\\a%%22b.png"' > corpus/disposition/ie
 printf "form-data; name=f; filename*=UTF-8''%%E2%%82%%AC.txt" > corpus/disposition/ext
-# Multipart seeds: the corpus bodies with their boundary rewritten to the target's "b0undary".
+# Multipart seeds: the in-repo corpus recorded from real clients (and the shared edge cases
+# when ../shared is there), each with its boundary rewritten to the target's "b0undary".
+seed() { # FILE BOUNDARY OUT
+  { printf '\x07\x40\x01\xff'; python3 -c 'import sys;d=open(sys.argv[1],"rb").read();sys.stdout.buffer.write(d.replace(sys.argv[2].encode(),b"b0undary"))' "$1" "$2"; } > "$3"
+}
+for f in ../tests/corpus/multipart/*.http; do
+  b=$(sed -n "s/^boundary: *//p" "${f%.http}.yaml" | tr -d "'\"")
+  seed "$f" "$b" "corpus/multipart/rec-$(basename "${f%.http}")"
+done
 if [ -d "$shared" ]; then
   i=0
   for f in "$shared"/edge-cases/*.http; do
     b=$(sed -n 's/^boundary: *//p' "${f%.http}.yaml" | tr -d "'\"")
     [ -n "$b" ] || continue
-    { printf '\x07\x40\x01\xff'; python3 -c 'import sys;d=open(sys.argv[1],"rb").read();sys.stdout.buffer.write(d.replace(sys.argv[2].encode(),b"b0undary"))' "$f" "$b"; } > "corpus/multipart/edge$i"
+    seed "$f" "$b" "corpus/multipart/edge$i"
     i=$((i+1))
   done
+else
+  echo "no shared corpus at $shared: seeding from the in-repo corpus only"
 fi
 
 cargo fuzz build --release 2>&1 | tail -3

@@ -94,6 +94,8 @@ pub enum AppError {
     },
     /// A state-changing request from a foreign origin (CSRF).
     ForbiddenOrigin,
+    /// A query parameter that cannot be used (e.g. a cursor we never handed out).
+    BadQuery(&'static str),
     /// A `Host` this server does not answer to (DNS rebinding, or a mistyped proxy setting).
     MisdirectedHost,
     /// A filesystem failure that is not the client's fault.
@@ -140,6 +142,7 @@ impl AppError {
             AppError::NotFound => 404,
             AppError::MethodNotAllowed { .. } => 405,
             AppError::ForbiddenOrigin => 403,
+            AppError::BadQuery(_) => 400,
             AppError::MisdirectedHost => 421,
             AppError::Busy | AppError::NotMounted(_) => 503,
             AppError::TooManyConnections { .. } => 429,
@@ -173,6 +176,7 @@ impl AppError {
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed { .. } => "method_not_allowed",
             AppError::ForbiddenOrigin => "forbidden_origin",
+            AppError::BadQuery(_) => "bad_query",
             AppError::MisdirectedHost => "misdirected_host",
             AppError::Busy => "busy",
             AppError::NotMounted(_) => "not_mounted",
@@ -317,6 +321,7 @@ impl fmt::Display for AppError {
                     "requests from another site are not allowed (Origin check)"
                 )
             }
+            AppError::BadQuery(why) => write!(f, "bad query: {why}"),
             AppError::MisdirectedHost => write!(
                 f,
                 "this server does not answer to that host name (add it with --hosts)"

@@ -10,7 +10,7 @@ use crate::hosts::Hosts;
 use crate::http::{Request, Response, Service};
 use crate::json::{self, Obj};
 use crate::serve;
-use crate::storage::{is_stored_name, Meta, Store};
+use crate::storage::{is_stored_name, Cursor, Meta, Store};
 use crate::time::rfc3339;
 use crate::upload::{self, Outcome};
 
@@ -133,7 +133,7 @@ impl App {
             p if p.starts_with("/thumbnails/") && read => {
                 self.thumbnail(&p["/thumbnails/".len()..])
             }
-            "/files" | "/files/" if read => Ok(self.listing(req)),
+            "/files" | "/files/" if read => self.listing(req),
             "/files" | "/files/" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
             p if p.starts_with("/files/") => {
                 let name = &p["/files/".len()..];
@@ -265,17 +265,20 @@ impl App {
         }
     }
 
-    fn listing(&self, req: &Request<'_>) -> Response {
+    fn listing(&self, req: &Request<'_>) -> Result<Response, AppError> {
         let mut cursor = None;
         let mut limit = 100usize;
         for (k, v) in upload::query_fields(req.head.query.as_deref()) {
             match k.as_str() {
-                "cursor" => cursor = Some(v),
+                "cursor" => {
+                    let c = Cursor::parse(&v).ok_or(AppError::BadQuery("malformed cursor"))?;
+                    cursor = Some(c);
+                }
                 "limit" => limit = v.parse().unwrap_or(100).clamp(1, 1000),
                 _ => {}
             }
         }
-        let (page, next) = self.store.list(cursor.as_deref(), limit);
+        let (page, next) = self.store.list(cursor.as_ref(), limit);
         let body = Obj::new()
             .raw(
                 "files",
@@ -283,7 +286,7 @@ impl App {
             )
             .opt_str("next", next.as_deref())
             .finish();
-        Response::json(200, body).header("Cache-Control", "no-store")
+        Ok(Response::json(200, body).header("Cache-Control", "no-store"))
     }
 
     fn health(&self) -> Response {

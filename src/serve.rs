@@ -88,8 +88,12 @@ pub fn thumbnail(path: &std::path::Path) -> Result<Response, AppError> {
 }
 
 fn etag(meta: &Meta, len: u64) -> String {
-    if meta.sha256.len() >= 32 {
-        format!("\"{}\"", &meta.sha256[..32])
+    if let Some(prefix) = meta
+        .sha256
+        .get(..32)
+        .filter(|p| p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        format!("\"{prefix}\"")
     } else {
         format!("\"{:x}-{:x}\"", len, meta.uploaded_at)
     }

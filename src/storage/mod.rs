@@ -162,10 +162,10 @@ impl Store {
         if let Err(why) = probe {
             return Err(io::Error::other(why));
         }
-        let tmp = dir.join(".pidrop").join("tmp");
-        let meta = dir.join(".pidrop").join("meta");
-        fs::create_dir_all(&tmp)?;
-        fs::create_dir_all(&meta)?;
+        fs::create_dir_all(dir)?;
+        let state = open_state_dir(&dir.join(".pidrop"))?;
+        let tmp = open_state_dir(&state.join("tmp"))?;
+        let meta = open_state_dir(&state.join("meta"))?;
         let store = Store {
             dir: dir.to_path_buf(),
             mount: mount.map(Path::to_path_buf),
@@ -219,7 +219,8 @@ impl Store {
         let mut removed = 0;
         for entry in fs::read_dir(&self.tmp)? {
             let entry = entry?;
-            if fs::remove_file(entry.path()).is_ok() {
+            // Only our own regular files; a link or a directory planted here is left alone.
+            if entry.file_type()?.is_file() && fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
             }
         }
@@ -266,6 +267,9 @@ impl Store {
         for entry in fs::read_dir(&self.meta)? {
             let entry = entry?;
             let file_name = entry.file_name();
+            if !entry.file_type()?.is_file() {
+                continue; // never ours: leave it, never follow it
+            }
             let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".meta")) else {
                 let _ = fs::remove_file(entry.path()); // a temp .meta from a crash
                 continue;
@@ -512,6 +516,7 @@ impl Store {
         if let Err(e) = result {
             for s in &staged {
                 let _ = fs::remove_file(self.dir.join(&s.meta.name));
+                let _ = fs::remove_file(self.meta.join(format!("{}.meta.tmp", s.meta.name)));
             }
             for p in written_meta {
                 let _ = fs::remove_file(p);
@@ -538,12 +543,13 @@ impl Store {
         self.dir.join(&meta.name)
     }
 
-    /// Newest first, `limit` at most, after `cursor` (from a previous page).
-    pub fn list(&self, cursor: Option<&str>, limit: usize) -> (Vec<Arc<Meta>>, Option<String>) {
+    /// Newest first, `limit` (at least 1) at most, after `cursor` (from a previous page).
+    pub fn list(&self, cursor: Option<&Cursor>, limit: usize) -> (Vec<Arc<Meta>>, Option<String>) {
+        let limit = limit.max(1);
         let Ok(index) = self.index.read() else {
             return (Vec::new(), None);
         };
-        let upper = cursor.and_then(parse_cursor);
+        let upper = cursor.map(|c| (c.0, c.1.clone()));
         let page: Vec<Arc<Meta>> = match upper {
             Some(key) => index
                 .by_time
@@ -569,17 +575,25 @@ impl Store {
         }
     }
 
-    /// Removes a file and its metadata. `Ok(false)` if there was no such file.
+    /// Removes a file and its metadata. `Ok(false)` if there was no such file. The data file
+    /// goes first: if it cannot be removed, the file stays listed (nothing is left unlisted).
     pub fn delete(&self, name: &str) -> Result<bool, AppError> {
+        let Some(meta) = self.get(name) else {
+            return Ok(false);
+        };
+        match fs::remove_file(self.dir.join(&meta.name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(AppError::Storage(e)),
+        }
         let removed = self
             .index
             .write()
             .map_err(|_| AppError::Internal)?
             .remove(name);
-        let Some(meta) = removed else {
-            return Ok(false);
-        };
-        fs::remove_file(self.dir.join(&meta.name)).map_err(AppError::Storage)?;
+        if removed.is_none() {
+            return Ok(false); // a concurrent delete got there first
+        }
         let _ = fs::remove_file(self.meta_path(&meta.name));
         sync_dir(&self.dir).map_err(AppError::Storage)?;
         Ok(true)
@@ -603,9 +617,46 @@ impl Store {
     }
 }
 
-fn parse_cursor(c: &str) -> Option<(u128, String)> {
-    let (t, name) = c.split_once('-')?;
-    Some((t.parse().ok()?, name.to_string()))
+/// A listing position: the upload time and name of the last file of the previous page.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Cursor(u128, String);
+
+impl Cursor {
+    /// `<nanoseconds>-<stored name>`, as `list` hands it out; anything else is `None`.
+    pub fn parse(c: &str) -> Option<Cursor> {
+        let (t, name) = c.split_once('-')?;
+        let t = t
+            .parse()
+            .ok()
+            .filter(|_| t.bytes().all(|b| b.is_ascii_digit()))?;
+        is_stored_name(name).then(|| Cursor(t, name.to_string()))
+    }
+}
+
+/// Makes (if missing) and checks one of pidrop's state directories inside the upload dir. It
+/// must be a real directory: a symlink planted there is refused (opened with `O_NOFOLLOW`), so
+/// start-up clean-ups can never delete files somewhere else.
+pub fn open_state_dir(path: &Path) -> io::Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match fs::create_dir(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+        .open(path);
+    match opened {
+        Ok(_) => Ok(path.to_path_buf()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
+            Err(io::Error::other(format!(
+                "{} is a symlink or not a directory; refusing to use it (remove it and start again)",
+                path.display()
+            )))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -686,6 +737,13 @@ mod tests {
             0,
             "temp files removed"
         );
+        // A limit of 0 is one file, never a panic; an empty store has no next page.
+        assert_eq!(store.list(None, 0), (Vec::new(), None));
+        assert_eq!(
+            Cursor::parse("12-0123456789abcdef0123456789abcdef.jpg").map(|c| c.0),
+            Some(12)
+        );
+        assert!(Cursor::parse("+12-0123456789abcdef0123456789abcdef.jpg").is_none());
         let _ = fs::remove_dir_all(&dir);
     }
 }

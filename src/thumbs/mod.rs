@@ -42,9 +42,12 @@ pub struct Thumbs {
 impl Thumbs {
     /// Starts the worker; thumbnails live in `dir`.
     pub fn start(dir: PathBuf) -> std::io::Result<Arc<Thumbs>> {
-        fs::create_dir_all(&dir)?;
+        crate::storage::open_state_dir(&dir)?;
         let mut failed = HashSet::new();
         for entry in fs::read_dir(&dir)?.flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
             let file_name = entry.file_name().to_string_lossy().into_owned();
             if file_name.ends_with(".tmp") {
                 let _ = fs::remove_file(entry.path());

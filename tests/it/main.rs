@@ -9,5 +9,6 @@
 mod harness;
 mod hosts;
 mod http_core;
+mod state;
 mod thumbnails;
 mod uploads;

@@ -78,25 +78,50 @@ fn multipart_with_files_and_fields_is_stored_byte_exact() {
     assert!(srv.temp_files().is_empty());
 }
 
+/// Every body recorded from a real client (`scripts/record-corpus.sh`: curl, requests, urllib3,
+/// httpie, Node, Chromium) is stored exactly, with its original names and fields.
 #[test]
-fn browser_captures_from_the_corpus_upload_end_to_end() {
+fn recorded_client_bodies_upload_end_to_end() {
     let srv = Server::start(&[]);
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/corpus/multipart/browsers/webkit3-2png1txt");
-    let body = std::fs::read(dir.join("request.http")).expect("capture");
-    let ct = "multipart/form-data; boundary=----WebKitFormBoundaryjdSFhcARk8fyGNy6";
-    let resp = request(srv.addr, "POST", "/upload", &[("Content-Type", ct)], &body);
-    assert_eq!(resp.status, 201, "{}", resp.text());
-    let j = resp.json();
-    assert_eq!(j["files"][0]["original_name"], "gtk-apply.png");
-    assert_eq!(
-        srv.get(j["files"][0]["url"].as_str().expect("url")).body,
-        std::fs::read(dir.join("file1.png")).expect("png")
-    );
-    assert_eq!(
-        srv.get(j["files"][1]["url"].as_str().expect("url")).body,
-        std::fs::read(dir.join("file2.png")).expect("png")
-    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/multipart");
+    let photo = std::fs::read(dir.join("inputs/photo.png")).expect("photo");
+    let notes = std::fs::read(dir.join("inputs/notes.txt")).expect("notes");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("corpus") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("http") {
+            continue;
+        }
+        let yaml = std::fs::read_to_string(path.with_extension("yaml")).expect("yaml");
+        let boundary = yaml
+            .lines()
+            .find_map(|l| l.strip_prefix("boundary: "))
+            .expect("boundary")
+            .trim_matches('\'');
+        let body = std::fs::read(&path).expect("capture");
+        let ct = format!("multipart/form-data; boundary={boundary}");
+        let resp = request(srv.addr, "POST", "/upload", &[("Content-Type", &ct)], &body);
+        let name = path.display();
+        assert_eq!(resp.status, 201, "{name}: {}", resp.text());
+        let j = resp.json();
+        let files = j["files"].as_array().expect("files");
+        assert_eq!(files.len(), 2, "{name}");
+        for (f, want_name, want) in [
+            (&files[0], "photo.png", &photo),
+            (&files[1], "notes \"q\" ü.txt", &notes),
+        ] {
+            assert_eq!(f["original_name"], want_name, "{name}");
+            assert_eq!(
+                &srv.get(f["url"].as_str().expect("url")).body,
+                want,
+                "{name}"
+            );
+        }
+        assert_eq!(j["fields"]["caption"], "Grüße 👋 from the beach", "{name}");
+        seen += 1;
+    }
+    assert!(seen >= 8, "expected 8 recorded clients, saw {seen}");
+    assert!(srv.temp_files().is_empty());
 }
 
 #[test]
