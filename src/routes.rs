@@ -59,6 +59,9 @@ pub fn error_response(e: &AppError) -> Response {
     if let AppError::MethodNotAllowed { allow } = e {
         r.set_header("Allow", *allow);
     }
+    if matches!(e, AppError::Busy) {
+        r.set_header("Retry-After", "1");
+    }
     if matches!(e, AppError::Http(_)) {
         r.close = true;
     }
@@ -228,12 +231,17 @@ impl App {
         }
         #[cfg(feature = "thumbnails")]
         {
+            use crate::thumbs::{NoThumb, REQUEST_WAIT};
             let meta = self.store.get(name).ok_or(AppError::NotFound)?;
-            let path = self
+            let src = self.store.path_of(&meta);
+            match self
                 .thumbs
-                .ensure(&self.store.path_of(&meta), name, &meta.mime);
-            let path = path.ok_or(AppError::NotFound)?;
-            serve::thumbnail(&path)
+                .ensure(&src, name, &meta.mime, Some(REQUEST_WAIT))
+            {
+                Ok(path) => serve::thumbnail(&path),
+                Err(NoThumb::Never) => Err(AppError::NotFound),
+                Err(NoThumb::Busy) => Err(AppError::Busy),
+            }
         }
         #[cfg(not(feature = "thumbnails"))]
         Err(AppError::NotFound)

@@ -78,7 +78,8 @@ pub fn thumbnail(path: &std::path::Path) -> Result<Response, AppError> {
         .header("Content-Type", "image/jpeg")
         .header("X-Content-Type-Options", "nosniff")
         .header("Content-Security-Policy", "sandbox")
-        .header("Cache-Control", "private, max-age=86400");
+        // Short: a deleted photo's thumbnail must not linger in caches.
+        .header("Cache-Control", "private, max-age=300");
     resp.payload = Payload::File {
         file,
         start: 0,

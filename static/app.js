@@ -205,7 +205,12 @@
         thumb = el('img', 'thumb');
         thumb.alt = '';
         thumb.loading = 'lazy';
-        thumb.onerror = () => thumb.replaceWith(badge);
+        // 503 while the server makes another thumbnail: try again a few times, then the badge.
+        let tries = 0;
+        thumb.onerror = () => {
+          if (++tries > 4) { thumb.replaceWith(badge); return; }
+          setTimeout(() => { thumb.src = f.thumbnail_url + '?try=' + tries; }, 800 * tries);
+        };
         thumb.src = f.thumbnail_url;
       }
       const a = el('a', 'name', f.original_name);

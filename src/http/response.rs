@@ -67,7 +67,9 @@ impl Response {
         self
     }
 
+    /// Sets a header, replacing any earlier value of the same name.
     pub fn set_header(&mut self, name: &'static str, value: impl Into<String>) {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         self.headers.push((Cow::Borrowed(name), value.into()));
     }
 }

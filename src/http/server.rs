@@ -215,7 +215,8 @@ fn refuse(shared: &Shared, stream: TcpStream, err: &AppError) {
             _ => break,
         }
     }
-    let resp = shared.service.error(err).header("Retry-After", "2");
+    let mut resp = shared.service.error(err);
+    resp.set_header("Retry-After", "2");
     let _ = response::write(&stream, resp, false, false);
     let _ = stream.shutdown(Shutdown::Write);
 }

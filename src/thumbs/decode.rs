@@ -3,7 +3,6 @@
 //! and the JPEG encoding of the result. See the parent module for the memory rules.
 
 use std::fmt;
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
@@ -19,9 +18,14 @@ const JPEG_QUALITY: u8 = 80;
 #[derive(Debug)]
 pub enum ThumbError {
     Unsupported,
-    TooLarge { width: u64, height: u64 },
+    TooLarge {
+        width: u64,
+        height: u64,
+    },
     Decode(String),
     Io(std::io::Error),
+    /// The decoder panicked (a bug in it, or an input it cannot take): caught, never fatal.
+    Panicked,
 }
 
 impl fmt::Display for ThumbError {
@@ -33,6 +37,7 @@ impl fmt::Display for ThumbError {
             }
             ThumbError::Decode(e) => write!(f, "cannot decode image: {e}"),
             ThumbError::Io(e) => write!(f, "i/o error: {e}"),
+            ThumbError::Panicked => write!(f, "the decoder panicked"),
         }
     }
 }
@@ -162,7 +167,13 @@ fn to_rgb(row: &[u8], channels: usize, out: &mut Vec<u8>) {
 
 /// Makes a thumbnail of the file at `path` (stored type `mime`): JPEG bytes.
 pub fn make(path: &Path, mime: &str) -> Result<Vec<u8>, ThumbError> {
-    let file = File::open(path).map_err(ThumbError::Io)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Never through a link: only a file pidrop stored itself is decoded.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(ThumbError::Io)?;
     let reader = BufReader::new(file);
     let (w, h, rgb, orientation) = match mime {
         "image/jpeg" => jpeg(reader)?,

@@ -16,9 +16,11 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 mod decode;
 pub use decode::{
@@ -27,6 +29,65 @@ pub use decode::{
 
 /// Thumbnails waiting for the worker; beyond this they are made on first request instead.
 const QUEUE: usize = 256;
+/// The longest a request waits for the one thumbnail being made before it is answered 503 with
+/// `Retry-After` (the page retries): a gallery of 50 photos must never hold the worker pool.
+pub const REQUEST_WAIT: Duration = Duration::from_secs(1);
+
+/// Why `ensure` gave no thumbnail.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoThumb {
+    /// None can be made (not an image we thumbnail, a bomb, corrupt, a decoder panic).
+    Never,
+    /// Another thumbnail is being made; ask again shortly.
+    Busy,
+}
+
+/// "One thumbnail at a time" as a flag with a timed wait (std's `Mutex` has no timed lock).
+/// The flag's own lock is held for a few instructions only, never across decoding.
+#[derive(Default)]
+struct Turn {
+    taken: Mutex<bool>,
+    freed: Condvar,
+}
+
+/// Holding the turn; gives it back on drop (also when unwinding).
+struct TurnGuard<'a>(&'a Turn);
+
+impl Turn {
+    fn flag(&self) -> MutexGuard<'_, bool> {
+        self.taken.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits up to `wait` (None: as long as it takes) for the turn.
+    fn take(&self, wait: Option<Duration>) -> Option<TurnGuard<'_>> {
+        let until = wait.map(|w| Instant::now() + w);
+        let mut taken = self.flag();
+        while *taken {
+            taken = match until {
+                None => self
+                    .freed
+                    .wait(taken)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(until) => {
+                    let left = until.checked_duration_since(Instant::now())?;
+                    self.freed
+                        .wait_timeout(taken, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+        *taken = true;
+        Some(TurnGuard(self))
+    }
+}
+
+impl Drop for TurnGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.flag() = false;
+        self.0.freed.notify_one();
+    }
+}
 
 /// The thumbnail cache and its background worker.
 pub struct Thumbs {
@@ -36,7 +97,7 @@ pub struct Thumbs {
     failed: Mutex<HashSet<String>>,
     /// One thumbnail is made at a time, process-wide: the memory bound holds however many
     /// requests ask at once, and a thumbnail asked for twice is made once.
-    making: Mutex<()>,
+    making: Turn,
 }
 
 impl Thumbs {
@@ -60,7 +121,7 @@ impl Thumbs {
             dir,
             queue: tx,
             failed: Mutex::new(failed),
-            making: Mutex::new(()),
+            making: Turn::default(),
         });
         let worker = thumbs.clone();
         std::thread::Builder::new()
@@ -71,7 +132,11 @@ impl Thumbs {
 
     fn run(&self, rx: Receiver<(PathBuf, String, String)>) {
         while let Ok((src, name, mime)) = rx.recv() {
-            let _ = self.ensure(&src, &name, &mime);
+            // `make` isolates decoder panics; this guards the worker against anything else.
+            let made = catch_unwind(AssertUnwindSafe(|| self.ensure(&src, &name, &mime, None)));
+            if made.is_err() {
+                log::error!("the thumbnail worker caught a panic on {name}");
+            }
         }
     }
 
@@ -98,50 +163,73 @@ impl Thumbs {
                 .unwrap_or(false)
     }
 
-    /// The thumbnail's path, making it first if needed (cached with temp → rename).
-    pub fn ensure(&self, src: &Path, name: &str, mime: &str) -> Option<PathBuf> {
-        let path = self.path(name);
-        if path.exists() {
-            return Some(path);
+    /// The thumbnail's path, making it first if needed (cached with temp → rename). `wait`
+    /// bounds how long to wait for another thumbnail being made (None for the worker).
+    pub fn ensure(
+        &self,
+        src: &Path,
+        name: &str,
+        mime: &str,
+        wait: Option<Duration>,
+    ) -> Result<PathBuf, NoThumb> {
+        if let Some(path) = self.cached(src, name) {
+            return Ok(path);
         }
         if !self.available(name, mime) {
-            return None;
+            return Err(NoThumb::Never);
         }
-        let _one_at_a_time = self.making.lock().ok()?;
-        if path.exists() {
-            return Some(path); // made while we waited
+        let _turn = self.making.take(wait).ok_or(NoThumb::Busy)?;
+        if let Some(path) = self.cached(src, name) {
+            return Ok(path); // made while we waited
         }
         if !self.available(name, mime) {
-            return None;
+            return Err(NoThumb::Never);
         }
-        match make(src, mime) {
-            Ok(bytes) => {
-                // Unique per attempt: the worker and a request may make the same thumbnail at once.
-                let nonce = crate::storage::random_hex().unwrap_or_default();
-                let tmp = self.dir.join(format!("{name}.{nonce}.tmp"));
-                let written = File::create(&tmp)
-                    .and_then(|mut f| f.write_all(&bytes).and_then(|_| f.sync_all()))
-                    .and_then(|_| fs::rename(&tmp, &path));
-                match written {
-                    // The file may have been deleted while its thumbnail was being made.
-                    Ok(()) if !src.exists() => {
-                        let _ = fs::remove_file(&path);
-                        None
-                    }
-                    Ok(()) => Some(path),
-                    Err(e) => {
-                        let _ = fs::remove_file(&tmp);
-                        log::warn!("cannot write thumbnail of {name}: {e}");
-                        None
-                    }
-                }
-            }
+        let made = catch_unwind(AssertUnwindSafe(|| make_for_test_or_real(src, mime)))
+            .unwrap_or_else(|_| {
+                log::error!("the thumbnail decoder panicked on {name}; no thumbnail for it");
+                Err(ThumbError::Panicked)
+            });
+        match made {
+            Ok(bytes) => self.write(src, name, &bytes).ok_or(NoThumb::Never),
             Err(e) => {
                 log::info!("no thumbnail for {name}: {e}");
                 let _ = File::create(self.dir.join(format!("{name}.none")));
                 if let Ok(mut f) = self.failed.lock() {
                     f.insert(name.to_string());
                 }
+                Err(NoThumb::Never)
+            }
+        }
+    }
+
+    /// The cached thumbnail, if there is one newer than its source (a file replaced under its
+    /// name, or gone, never shows an old picture).
+    fn cached(&self, src: &Path, name: &str) -> Option<PathBuf> {
+        let path = self.path(name);
+        let thumb_time = fs::symlink_metadata(&path).ok()?.modified().ok()?;
+        let src_time = fs::symlink_metadata(src).ok()?.modified().ok()?;
+        (thumb_time >= src_time).then_some(path)
+    }
+
+    fn write(&self, src: &Path, name: &str, bytes: &[u8]) -> Option<PathBuf> {
+        let path = self.path(name);
+        // Unique per attempt: the worker and a request may make the same thumbnail at once.
+        let nonce = crate::storage::random_hex().unwrap_or_default();
+        let tmp = self.dir.join(format!("{name}.{nonce}.tmp"));
+        let written = File::create(&tmp)
+            .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+            .and_then(|_| fs::rename(&tmp, &path));
+        match written {
+            // The file may have been deleted while its thumbnail was being made.
+            Ok(()) if !src.exists() => {
+                let _ = fs::remove_file(&path);
+                None
+            }
+            Ok(()) => Some(path),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                log::warn!("cannot write thumbnail of {name}: {e}");
                 None
             }
         }
@@ -154,4 +242,21 @@ impl Thumbs {
             f.remove(name);
         }
     }
+}
+
+/// `make`, except that debug builds (the integration tests' binary) obey
+/// `PIDROP_DEBUG_THUMBS=panic:<mime>` or `sleep:<ms>`, so the tests can prove that a decoder
+/// panic stays inside one thumbnail and that a slow one never holds request workers. Release
+/// builds have no such switch.
+fn make_for_test_or_real(src: &Path, mime: &str) -> Result<Vec<u8>, ThumbError> {
+    #[cfg(debug_assertions)]
+    if let Ok(v) = std::env::var("PIDROP_DEBUG_THUMBS") {
+        if v.strip_prefix("panic:") == Some(mime) {
+            panic!("PIDROP_DEBUG_THUMBS asked for a panic on {mime}");
+        }
+        if let Some(ms) = v.strip_prefix("sleep:").and_then(|m| m.parse().ok()) {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+    }
+    make(src, mime)
 }

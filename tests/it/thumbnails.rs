@@ -241,3 +241,111 @@ fn deleting_a_file_deletes_its_thumbnail_and_missing_ones_are_remade() {
     assert!(!cached.exists());
     assert_eq!(srv.get(&format!("/thumbnails/{stored}")).status, 404);
 }
+
+/// A decoder panic stays inside one thumbnail: the server, the worker and every later
+/// thumbnail live on (the debug binary panics on GIFs when asked to).
+#[test]
+fn a_decoder_panic_costs_one_thumbnail_only() {
+    let root = TempDir::new("thumbpanic");
+    let dir = root.0.join("uploads");
+    let srv = Server::start_in(
+        root,
+        dir,
+        &[],
+        &[("PIDROP_DEBUG_THUMBS", "panic:image/gif")],
+    );
+    let (status, ..) = thumb_of(&srv, "a.gif", &make_gif(64, 64));
+    assert_eq!(status, 404, "no thumbnail for the image that panicked");
+    // The worker (after an upload) and requests still make thumbnails.
+    for i in 0..3 {
+        let (status, w, ..) = thumb_of(&srv, &format!("p{i}.png"), &make_png(400, 300));
+        assert_eq!((status, w), (200, 256), "thumbnail {i} after the panic");
+    }
+    // The worker's own panic (after an upload) is caught too: the listing stops advertising it.
+    let put = request(srv.addr, "PUT", "/upload/b.gif", &[], &make_gif(32, 32));
+    let name = put.json()["files"][0]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    assert!(eventually(Duration::from_secs(5), || {
+        let list = srv.get("/files").json();
+        let b = list["files"]
+            .as_array()
+            .and_then(|f| f.iter().find(|f| f["name"] == name.as_str()).cloned());
+        b.is_some_and(|b| b["thumbnail_url"].is_null())
+    }));
+    let (status, w, ..) = thumb_of(&srv, "last.png", &make_png(400, 300));
+    assert_eq!((status, w), (200, 256), "and still makes thumbnails");
+}
+
+/// While one slow thumbnail is being made, other thumbnail requests wait at most a second and
+/// get 503 with Retry-After; short requests are answered meanwhile.
+#[test]
+fn a_slow_thumbnail_never_holds_request_workers() {
+    let root = TempDir::new("thumbslow");
+    let dir = root.0.join("uploads");
+    let srv = Server::start_in(
+        root,
+        dir,
+        &["--workers", "4"],
+        &[("PIDROP_DEBUG_THUMBS", "sleep:4000")],
+    );
+    let mut names = Vec::new();
+    for i in 0..6 {
+        let r = request(
+            srv.addr,
+            "PUT",
+            &format!("/upload/{i}.png"),
+            &[],
+            &make_png(64, 64),
+        );
+        names.push(
+            r.json()["files"][0]["name"]
+                .as_str()
+                .expect("name")
+                .to_string(),
+        );
+    }
+    let addr = srv.addr;
+    let started = std::time::Instant::now();
+    let askers: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let path = format!("/thumbnails/{n}");
+            std::thread::spawn(move || {
+                let t = std::time::Instant::now();
+                let r = request(addr, "GET", &path, &[], b"");
+                (
+                    r.status,
+                    r.header("Retry-After").map(str::to_string),
+                    t.elapsed(),
+                )
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let health = request(addr, "GET", "/healthz", &[], b"");
+    assert_eq!(health.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "healthz answered while thumbnails wait"
+    );
+    let mut busy = 0;
+    for a in askers {
+        let (status, retry, took) = a.join().expect("asker");
+        if status == 503 {
+            busy += 1;
+            assert_eq!(retry.as_deref(), Some("1"));
+            assert!(
+                took < Duration::from_secs(3),
+                "a 503 comes within the wait bound: {took:?}"
+            );
+        } else {
+            assert_eq!(status, 200);
+        }
+    }
+    assert!(
+        busy >= 4,
+        "most requests were told to come back ({busy} of 6)"
+    );
+}
