@@ -82,6 +82,40 @@ pub enum UploadError {
     },
 }
 
+/// A fault of pidrop's own found while reading a body (the tee/splice path's bookkeeping, its
+/// pipes): carried inside an `io::Error` through `Read`, answered 500 and logged, never taken
+/// for the client's mistake.
+#[derive(Debug)]
+pub struct Fault {
+    what: &'static str,
+    source: Option<io::Error>,
+}
+
+impl Fault {
+    pub fn with(what: &'static str, source: io::Error) -> Fault {
+        Fault {
+            what,
+            source: Some(source),
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(e) => write!(f, "{}: {e}", self.what),
+            None => write!(f, "{}", self.what),
+        }
+    }
+}
+
+impl std::error::Error for Fault {}
+
+/// An `io::Error` that stands for a [`Fault`] of ours.
+pub fn fault(what: &'static str) -> io::Error {
+    io::Error::other(Fault { what, source: None })
+}
+
 /// Everything a request can fail with.
 #[derive(Debug)]
 pub enum AppError {
@@ -110,6 +144,8 @@ pub enum AppError {
     },
     /// A bug: a panic in a handler.
     Internal,
+    /// A fault of ours found on the body path (see [`Fault`]).
+    Fault(Fault),
 }
 
 impl AppError {
@@ -147,7 +183,7 @@ impl AppError {
             AppError::Busy | AppError::NotMounted(_) => 503,
             AppError::TooManyConnections { .. } => 429,
             AppError::Storage(e) if is_no_space(e) => 507,
-            AppError::Storage(_) | AppError::Internal => 500,
+            AppError::Storage(_) | AppError::Internal | AppError::Fault(_) => 500,
         }
     }
 
@@ -183,7 +219,7 @@ impl AppError {
             AppError::TooManyConnections { .. } => "too_many_connections",
             AppError::Storage(e) if is_no_space(e) => "insufficient_storage",
             AppError::Storage(_) => "storage_error",
-            AppError::Internal => "internal",
+            AppError::Internal | AppError::Fault(_) => "internal",
         }
     }
 
@@ -334,6 +370,7 @@ impl fmt::Display for AppError {
                 write!(f, "too many connections from your address (limit {limit})")
             }
             AppError::Internal => write!(f, "internal server error"),
+            AppError::Fault(e) => write!(f, "internal server error ({e})"),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::chunked::ChunkedDecoder;
 use super::conn::Conn;
 use super::head::{Framing, Head};
-use crate::error::HttpError;
+use crate::error::{AppError, Fault, HttpError};
 use crate::sys::Pipe;
 
 /// One request, as handed to the handler.
@@ -231,17 +231,43 @@ impl Body<'_> {
     }
 }
 
-/// Turns a body read error into the protocol error it stands for.
-pub fn body_error(e: io::Error) -> HttpError {
+/// Turns a body read error into what it stands for: the client's protocol error (4xx), or a
+/// fault of ours (500, logged).
+pub fn body_error(e: io::Error) -> AppError {
     match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => HttpError::Timeout,
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => HttpError::Timeout.into(),
         io::ErrorKind::Other => match e.into_inner() {
             Some(inner) => match inner.downcast::<HttpError>() {
-                Ok(h) => *h,
-                Err(other) => HttpError::Io(io::Error::other(other)),
+                Ok(h) => (*h).into(),
+                Err(other) => match other.downcast::<Fault>() {
+                    Ok(f) => AppError::Fault(*f),
+                    Err(other) => HttpError::Io(io::Error::other(other)).into(),
+                },
             },
-            None => HttpError::Io(io::ErrorKind::Other.into()),
+            None => HttpError::Io(io::ErrorKind::Other.into()).into(),
         },
-        _ => HttpError::Io(e),
+        _ => HttpError::Io(e).into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Our own faults on the body path are 500; the client's are 4xx.
+    #[test]
+    fn body_errors_say_whose_fault_they_are() {
+        let ours = body_error(crate::error::fault("file data out of order"));
+        assert_eq!(ours.status(), 500);
+        assert!(ours.to_string().contains("file data out of order"));
+        let pipe = io::Error::other(Fault::with("a tee pipe", io::ErrorKind::OutOfMemory.into()));
+        assert_eq!(body_error(pipe).status(), 500);
+        let theirs = body_error(io::Error::other(HttpError::BadChunk("x")));
+        assert_eq!(theirs.status(), 400);
+        assert_eq!(
+            body_error(io::ErrorKind::ConnectionReset.into()).status(),
+            400
+        );
+        assert_eq!(body_error(io::ErrorKind::TimedOut.into()).status(), 408);
     }
 }

@@ -24,8 +24,14 @@
 use std::io::{self, Read};
 
 use super::request::Body;
+use crate::error::{fault, Fault};
 use crate::multipart::{self, BUFFER_SIZE};
 use crate::sys::Pipe;
+
+/// An error on one of our own pipes is our fault (500), never the client's.
+fn pipe_fault(e: io::Error) -> io::Error {
+    io::Error::other(Fault::with("a tee pipe", e))
+}
 
 /// The most one parser step (`next_event`) reads: its buffer, plus a delimiter with padding it
 /// consumes along the way. Kept file data is flushed before fewer bytes than this are left.
@@ -109,7 +115,7 @@ impl<'b, 'c> TeeBody<'b, 'c> {
         }
         if p.teed == 0 && p.in_scan == 0 {
             if p.pending > 0 {
-                return Err(io::Error::other("a new batch while file data is kept"));
+                return Err(fault("a new batch while file data is kept"));
             }
             let room = p.hold.capacity().saturating_sub(p.held);
             match self
@@ -138,7 +144,7 @@ impl<'b, 'c> TeeBody<'b, 'c> {
         };
         if p.pending > 0 {
             if upto > p.released + p.pending as u64 {
-                return Err(io::Error::other("release past kept file data"));
+                return Err(fault("release past kept file data"));
             }
             return Ok(());
         }
@@ -146,10 +152,10 @@ impl<'b, 'c> TeeBody<'b, 'c> {
         while p.released < upto {
             let left = usize::try_from(upto - p.released).unwrap_or(usize::MAX);
             if left > p.held {
-                return Err(io::Error::other("release past what the hold pipe holds"));
+                return Err(fault("release past what the hold pipe holds"));
             }
             let want = left.min(scratch.len());
-            let n = p.hold.read_out(&mut scratch[..want])?;
+            let n = p.hold.read_out(&mut scratch[..want]).map_err(pipe_fault)?;
             if n == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
@@ -166,12 +172,9 @@ impl<'b, 'c> TeeBody<'b, 'c> {
         if self.pipes.as_ref().is_some_and(|p| p.pending == 0) {
             self.release(start)?;
         }
-        let p = self
-            .pipes
-            .as_mut()
-            .ok_or_else(|| io::Error::other("no hold pipe"))?;
+        let p = self.pipes.as_mut().ok_or_else(|| fault("no hold pipe"))?;
         if start != p.released + p.pending as u64 || p.pending + n > p.held {
-            return Err(io::Error::other("file data out of order"));
+            return Err(fault("file data out of order"));
         }
         p.pending += n;
         Ok(())
@@ -216,7 +219,7 @@ impl Pipes {
             self.tee()?;
         }
         let want = out.len().min(self.teed);
-        let n = self.scan.read_out(&mut out[..want])?;
+        let n = self.scan.read_out(&mut out[..want]).map_err(pipe_fault)?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
@@ -228,12 +231,18 @@ impl Pipes {
     /// Duplicates the front of the scan pipe into the hold pipe, making the hold pipe's
     /// contents compact first if it has no free slot left.
     fn tee(&mut self) -> io::Result<()> {
-        let mut n = self.scan.tee_into(&self.hold, self.in_scan)?;
+        let mut n = self
+            .scan
+            .tee_into(&self.hold, self.in_scan)
+            .map_err(pipe_fault)?;
         if n == 0 {
             self.compact()?;
-            n = self.scan.tee_into(&self.hold, self.in_scan)?;
+            n = self
+                .scan
+                .tee_into(&self.hold, self.in_scan)
+                .map_err(pipe_fault)?;
             if n == 0 {
-                return Err(io::Error::other("the hold pipe takes no more"));
+                return Err(fault("the hold pipe takes no more"));
             }
         }
         self.teed = n;
@@ -247,28 +256,26 @@ impl Pipes {
     /// back packs it into whole pages.
     fn compact(&mut self) -> io::Result<()> {
         if self.held > MAX_COMPACT || self.pending > 0 {
-            return Err(io::Error::other(
-                "the hold pipe holds more than the parser can",
-            ));
+            return Err(fault("the hold pipe holds more than the parser can"));
         }
         let mut buf = vec![0u8; self.held];
         let mut got = 0;
         while got < buf.len() {
-            match self.hold.read_out(&mut buf[got..])? {
+            match self.hold.read_out(&mut buf[got..]).map_err(pipe_fault)? {
                 0 => return Err(io::ErrorKind::UnexpectedEof.into()),
                 n => got += n,
             }
         }
-        self.hold.push(&buf)
+        self.hold.push(&buf).map_err(pipe_fault)
     }
 
     /// Copies bytes the parser got from elsewhere into the hold pipe. Only bytes that came
     /// with the head take this way, before any batch: a few pages at most.
     fn hold_copy(&mut self, data: &[u8]) -> io::Result<()> {
         if data.len() > self.hold.capacity().saturating_sub(self.held) {
-            return Err(io::Error::other("the hold pipe is full"));
+            return Err(fault("the hold pipe is full"));
         }
-        self.hold.push(data)?;
+        self.hold.push(data).map_err(pipe_fault)?;
         self.held += data.len();
         Ok(())
     }
