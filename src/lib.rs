@@ -13,6 +13,7 @@ pub mod http;
 pub mod json;
 pub mod logger;
 pub mod multipart;
+pub mod refusals;
 pub mod routes;
 pub mod serve;
 pub mod storage;

@@ -65,6 +65,7 @@ fn run(cfg: config::Config) -> Result<(), String> {
         .map_err(|e| format!("cannot start the thumbnail worker: {e}"))?;
     let app = Arc::new(App {
         hosts: pidrop::hosts::Hosts::new(&cfg.hosts),
+        host_refusals: pidrop::refusals::Refusals::new("request with a foreign Host"),
         cfg,
         store,
         started: Instant::now(),

@@ -18,6 +18,8 @@ use crate::upload::{self, Outcome};
 pub struct App {
     pub cfg: Config,
     pub hosts: Hosts,
+    /// Foreign `Host` refusals, logged as a summary.
+    pub host_refusals: crate::refusals::Refusals,
     pub store: Store,
     pub started: Instant,
     #[cfg(feature = "thumbnails")]
@@ -74,11 +76,9 @@ impl App {
     fn route(&self, req: &mut Request<'_>) -> Result<Response, AppError> {
         // Before anything else, for every method: DNS rebinding is refused here.
         if !self.hosts.allows(req.header("host"), req.peer.ip()) {
-            log::warn!(
-                "{}: refused Host {:?} (not one of this machine's names; see --hosts)",
-                req.peer.ip(),
-                req.header("host").unwrap_or("")
-            );
+            let host = req.header("host").unwrap_or("");
+            let why = format!("Host {host:?} is not one of this machine's names (see --hosts)");
+            self.host_refusals.note(req.peer.ip(), &why);
             return Err(AppError::MisdirectedHost);
         }
         let path = req.path().to_string();

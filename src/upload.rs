@@ -101,7 +101,7 @@ pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<O
         let event = match parser.next_event() {
             Ok(e) => e,
             Err(ParseError::Format(e)) => return Err(e.into()),
-            Err(ParseError::Io(e)) => return Err(body_error(e).into()),
+            Err(ParseError::Io(e)) => return Err(body_error(e)),
         };
         match event {
             Event::End => break,

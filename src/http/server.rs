@@ -24,6 +24,7 @@ use super::head::{self, Head, HeadLimits};
 use super::request::{Body, Request};
 use super::response::{self, Response};
 use crate::error::{AppError, HttpError};
+use crate::refusals::Refusals;
 
 /// What the rest of pidrop plugs into the HTTP core.
 pub trait Service: Send + Sync + 'static {
@@ -66,6 +67,7 @@ struct Shared {
     stop: Arc<AtomicBool>,
     queued: AtomicUsize,
     clients: Mutex<HashMap<IpAddr, usize>>,
+    refusals: Refusals,
 }
 
 /// A connection's claim on its client's share; released on drop.
@@ -93,7 +95,7 @@ struct Job {
     /// When the acceptor took the connection: the header deadline runs from here, so time
     /// spent waiting in the queue counts and slow clients cannot hold queue places for long.
     accepted: Instant,
-    _slot: ClientSlot,
+    slot: ClientSlot,
 }
 
 /// Serves until `stop` is set and the listener is woken (a connection to it does that), then
@@ -110,6 +112,7 @@ pub fn run(
         stop,
         queued: AtomicUsize::new(0),
         clients: Mutex::new(HashMap::new()),
+        refusals: Refusals::new("connection"),
     });
     let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue.max(1));
     let rx = Arc::new(Mutex::new(rx));
@@ -162,7 +165,12 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, tx: SyncSender<Job>
             Some(slot) => slot,
             None => {
                 let limit = shared.cfg.per_client as u64;
-                refuse(shared, stream, &AppError::TooManyConnections { limit });
+                refuse(
+                    shared,
+                    stream,
+                    peer,
+                    &AppError::TooManyConnections { limit },
+                );
                 continue;
             }
         };
@@ -171,13 +179,13 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, tx: SyncSender<Job>
             stream,
             peer,
             accepted: Instant::now(),
-            _slot: slot,
+            slot,
         };
         match tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
                 shared.queued.fetch_sub(1, Ordering::SeqCst);
-                refuse(shared, job.stream, &AppError::Busy);
+                refuse(shared, job.stream, peer, &AppError::Busy);
             }
         }
     }
@@ -197,14 +205,8 @@ fn claim(shared: &Arc<Shared>, ip: IpAddr) -> Option<ClientSlot> {
 }
 
 /// A fast answer from the acceptor thread, which must never block on a client.
-fn refuse(shared: &Shared, stream: TcpStream, err: &AppError) {
-    log::warn!(
-        "refused a connection from {}: {err}",
-        stream
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    );
+fn refuse(shared: &Shared, stream: TcpStream, peer: SocketAddr, err: &AppError) {
+    shared.refusals.note(peer.ip(), &err.to_string());
     let _ = stream.set_nonblocking(true);
     // Drain what the client already sent, so closing does not reset before it reads our answer.
     let mut scratch = [0u8; 4096];
@@ -232,7 +234,7 @@ fn worker(shared: &Arc<Shared>, rx: &Arc<Mutex<Receiver<Job>>>) {
         let (peer, accepted) = (job.peer, job.accepted);
         // Our own bugs must not kill the worker either.
         let served = catch_unwind(AssertUnwindSafe(|| {
-            serve_connection(shared, job.stream, peer, accepted)
+            serve_connection(shared, job.stream, peer, accepted, Some(job.slot))
         }));
         if served.is_err() {
             log::error!("connection from {peer} ended by a panic");
@@ -247,7 +249,16 @@ enum Next {
     Closed,
 }
 
-fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr, accepted: Instant) {
+/// `slot` is the connection's claim on its client's share. It is given back *before* the
+/// client can see the connection end (before the last response is written): a client that
+/// reads our answer and connects again at once must find its share free.
+fn serve_connection(
+    shared: &Shared,
+    stream: TcpStream,
+    peer: SocketAddr,
+    accepted: Instant,
+    mut slot: Option<ClientSlot>,
+) {
     let cfg = &shared.cfg;
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(cfg.write_timeout));
@@ -264,6 +275,7 @@ fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr, accept
                 log::info!("{peer} bad request: {err}");
                 let resp = shared.service.error(&err);
                 let status = resp.status;
+                drop(slot.take());
                 let _ = response::write(conn.stream(), resp, false, false);
                 access_log(peer, "-", "-", status, 0, 0, Instant::now());
                 if !matches!(err, AppError::Http(HttpError::Timeout)) {
@@ -307,6 +319,9 @@ fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr, accept
         let (method, path) = (req.head.method.clone(), req.head.path.clone());
         drop(req);
         let status = resp.status;
+        if !keep {
+            drop(slot.take());
+        }
         let out = match response::write(conn.stream(), resp, head_only, keep) {
             Ok(n) => n,
             Err(e) => {

@@ -59,9 +59,15 @@ fn foreign_host_names_are_refused_before_routing() {
         }
     }
     assert_eq!(srv.get(&url).body, b"hello", "the file is still there");
+    let log = srv.log_text();
     assert!(
-        srv.log_text().contains("refused Host"),
+        log.contains("refused a request with a foreign Host"),
         "refusals are logged"
+    );
+    assert_eq!(
+        log.matches("refused a request").count(),
+        1,
+        "once per address and interval"
     );
 }
 

@@ -792,3 +792,47 @@ fn a_full_pool_of_hashed_uploads_fits_the_units_task_limit() {
         assert_eq!(resp.status, 201, "{}", resp.text());
     }
 }
+
+/// A client that stays within `--per-client` is never refused: a connection the server closes
+/// stops counting before the client can see it closed, so the client's next connection (curl
+/// opens one at once) is not taken for one too many.
+#[test]
+fn a_client_within_its_connection_limit_is_never_refused() {
+    let srv = Server::start(&["--per-client", "2"]);
+    let held = connect(srv.addr); // one connection stays open throughout
+    let mut refused = 0;
+    for _ in 0..300 {
+        let r = request(srv.addr, "GET", "/healthz", &[], b"");
+        if r.status == 429 {
+            refused += 1;
+        }
+    }
+    drop(held);
+    assert_eq!(
+        refused, 0,
+        "refused {refused} of 300 requests within the limit"
+    );
+}
+
+/// A flood of refused connections is summed up in the log, not written a line each.
+#[test]
+fn a_flood_of_refusals_logs_a_summary_not_a_line_each() {
+    let srv = Server::start(&["--per-client", "1"]);
+    let held = connect(srv.addr);
+    let mut refused = 0;
+    for _ in 0..500 {
+        let mut s = connect(srv.addr);
+        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        if out.starts_with(b"HTTP/1.1 429") {
+            refused += 1;
+        }
+    }
+    drop(held);
+    assert_eq!(refused, 500);
+    let log = srv.log_text();
+    let lines = log.lines().filter(|l| l.contains("refused")).count();
+    assert!(lines <= 2, "{lines} log lines for 500 refusals");
+    assert!(log.contains("refused a connection from 127.0.0.1"), "{log}");
+}
