@@ -298,7 +298,7 @@ fn open_validated(
 ) -> Result<(), AppError> {
     let mime = validate::check(&cfg.allow, &inc.ext, sniff)?;
     store.ensure_room(0)?;
-    let mut temp = store.create_temp()?;
+    let mut temp = store.create_temp(None)?;
     store.write(&mut temp, sniff)?;
     inc.mime = Some(mime);
     inc.temp = Some(temp);
@@ -366,7 +366,7 @@ pub fn put(
         .into());
     }
     let mime = validate::check(&cfg.allow, &ext, &buf[..filled])?;
-    let mut temp = store.create_temp()?;
+    let mut temp = store.create_temp(req.body.declared_len())?;
     store.write(&mut temp, &buf[..filled])?;
     // A large body with a known length goes socket → pipe → file inside the kernel (see
     // `sys::Pipe`); without a pipe (none to be had, or a chunked or short body) it is read.

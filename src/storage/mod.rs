@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{AppError, UploadError};
@@ -25,8 +25,11 @@ use hasher::FileDigest;
 pub use meta::Meta;
 use meta::{decode_meta, encode_meta};
 
-/// Free space is re-checked after this many bytes are written to one file.
+/// Free space is re-checked after this many bytes are written to one file (uploads in flight
+/// are covered by reservations; this notices other programs filling the disk).
 const FREE_CHECK_EVERY: u64 = 16 << 20; // 16 MiB
+/// An upload of unknown length (chunked) reserves free space in steps of this size.
+const RESERVE_STEP: u64 = 1 << 20; // 1 MiB
 /// Files past this size gather their writes in a pipe (`Store::write`); smaller ones, most
 /// uploads of small files, are written directly and pay for no pipe.
 const STAGE_FROM: u64 = 256 << 10;
@@ -61,6 +64,9 @@ pub struct Store {
     tmp: PathBuf,
     meta: PathBuf,
     min_free: u64,
+    /// Bytes that uploads in flight have reserved and not yet written: `--min-free` is kept
+    /// against free space less these, so concurrent uploads cannot together fill the disk.
+    reserved: Arc<Mutex<u64>>,
     /// Whether uploads are hashed (`--checksum`).
     checksum: bool,
     /// Whether `splice(2)` into files here works (probed at start; not on every filesystem).
@@ -76,6 +82,9 @@ pub struct TempFile {
     /// Bytes accepted: in the file plus those held in `staging`.
     size: u64,
     unchecked: u64,
+    /// This upload's share of `Store::reserved`, given back on drop.
+    reserved: u64,
+    pool: Arc<Mutex<u64>>,
     kept: bool,
     /// Small writes gathered in a pipe on their way to the file (see `Store::write`).
     staging: Option<Pipe>,
@@ -83,8 +92,18 @@ pub struct TempFile {
     held: usize,
 }
 
+impl TempFile {
+    /// Gives back what is reserved and not written (the file is complete, or abandoned).
+    fn release_reservation(&mut self) {
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        *pool = pool.saturating_sub(self.reserved);
+        self.reserved = 0;
+    }
+}
+
 impl Drop for TempFile {
     fn drop(&mut self) {
+        self.release_reservation();
         if !self.kept {
             // The hasher first: it holds a descriptor of the file too.
             self.hasher = None;
@@ -172,6 +191,7 @@ impl Store {
             tmp,
             meta,
             min_free,
+            reserved: Arc::new(Mutex::new(0)),
             checksum,
             splice: false,
             index: RwLock::new(Index::default()),
@@ -334,13 +354,20 @@ impl Store {
         Store::check_mount_of(&self.dir, self.mount.as_deref()).map_err(AppError::NotMounted)
     }
 
-    /// Refuses if storing `more` bytes would leave less than `--min-free`.
+    /// Refuses if storing `more` bytes would leave less than `--min-free`, counting what the
+    /// uploads in flight have reserved.
     pub fn ensure_room(&self, more: u64) -> Result<(), AppError> {
+        let pool = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        self.room_for(*pool, more)
+    }
+
+    fn room_for(&self, reserved: u64, more: u64) -> Result<(), AppError> {
         self.check_mount()?;
         let free = self.free_space().map_err(AppError::Storage)?;
-        if free.saturating_sub(more) < self.min_free {
+        let left = free.saturating_sub(reserved).saturating_sub(more);
+        if left < self.min_free {
             return Err(UploadError::InsufficientStorage {
-                free,
+                free: free.saturating_sub(reserved),
                 min_free: self.min_free,
             }
             .into());
@@ -348,8 +375,32 @@ impl Store {
         Ok(())
     }
 
-    /// A new temp file in the upload filesystem.
-    pub fn create_temp(&self) -> Result<TempFile, AppError> {
+    /// Adds `n` bytes to `temp`'s reservation if the disk has room for them beside every
+    /// other upload's (checked and taken under one lock, so two uploads cannot both take the
+    /// last of it).
+    fn reserve(&self, temp: &mut TempFile, n: u64) -> Result<(), AppError> {
+        let mut pool = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        self.room_for(*pool, n)?;
+        *pool += n;
+        temp.reserved += n;
+        Ok(())
+    }
+
+    /// Accounts `n` bytes accepted into `temp` against its reservation, reserving more first
+    /// (a step at a time) when it is used up.
+    fn take_reserved(&self, temp: &mut TempFile, n: u64) -> Result<(), AppError> {
+        if temp.reserved < n {
+            self.reserve(temp, (n - temp.reserved).max(RESERVE_STEP))?;
+        }
+        temp.reserved -= n;
+        let mut pool = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        *pool = pool.saturating_sub(n);
+        Ok(())
+    }
+
+    /// A new temp file in the upload filesystem, with free space reserved for `expected`
+    /// bytes (a declared length), or for a first step when the length is not known.
+    pub fn create_temp(&self, expected: Option<u64>) -> Result<TempFile, AppError> {
         let path = self
             .tmp
             .join(format!("{}.part", random_hex().map_err(AppError::Storage)?));
@@ -360,16 +411,20 @@ impl Store {
             .create_new(true)
             .open(&path)
             .map_err(AppError::Storage)?;
-        Ok(TempFile {
+        let mut temp = TempFile {
             path,
             file: Some(file),
             hasher: self.checksum.then(FileDigest::new),
             size: 0,
             unchecked: 0,
+            reserved: 0,
+            pool: self.reserved.clone(),
             kept: false,
             staging: None,
             held: 0,
-        })
+        };
+        self.reserve(&mut temp, expected.unwrap_or(RESERVE_STEP))?;
+        Ok(temp)
     }
 
     /// Appends to a temp file, hashing as it goes and re-checking free space now and then.
@@ -379,6 +434,7 @@ impl Store {
     /// into ext4 costs is mostly per call, and a write into a pipe is cheap. The bytes stay in
     /// the kernel, at most one pipe's worth per upload; nothing is buffered in user space.
     pub fn write(&self, temp: &mut TempFile, data: &[u8]) -> Result<(), AppError> {
+        self.take_reserved(temp, data.len() as u64)?;
         if temp.staging.is_none() && temp.size >= STAGE_FROM && self.splice {
             temp.staging = Pipe::new().ok();
         }
@@ -423,6 +479,7 @@ impl Store {
         pipe: &Pipe,
         len: usize,
     ) -> Result<(), AppError> {
+        self.take_reserved(temp, len as u64)?;
         self.flush_staging(temp)?;
         let file = temp.file.as_ref().ok_or(AppError::Internal)?;
         pipe.drain_into(file, len).map_err(AppError::Storage)?;
@@ -457,6 +514,7 @@ impl Store {
     ) -> Result<Staged, AppError> {
         self.flush_staging(&mut temp)?;
         temp.staging = None;
+        temp.release_reservation();
         let file = temp.file.take().ok_or(AppError::Internal)?;
         file.sync_all().map_err(AppError::Storage)?;
         drop(file);
@@ -701,7 +759,7 @@ mod tests {
         let data: Vec<u8> = (0..3u32 << 20)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
             .collect();
-        let mut temp = store.create_temp().expect("temp");
+        let mut temp = store.create_temp(None).expect("temp");
         let (mut at, mut step) = (0usize, 1usize);
         while at < data.len() {
             let n = step.min(data.len() - at);

@@ -1231,3 +1231,85 @@ fn a_large_multipart_body_trickling_in_a_byte_at_a_time_is_stored() {
     assert_eq!(f["sha256"], sha256_hex(&data));
     assert_eq!(srv.get(f["url"].as_str().expect("url")).body, data);
 }
+
+/// `--min-free` holds when many uploads start together: each reserves its declared size (or,
+/// chunked, a step at a time) against the free space, so together they cannot eat into it.
+#[test]
+fn min_free_holds_under_concurrent_uploads_of_every_framing() {
+    const SIZE: usize = 6 << 20;
+    let srv = Server::start_on_tmpfs(
+        "64m",
+        &[
+            "--allow",
+            "*",
+            "--min-free",
+            "32M",
+            "--workers",
+            "24",
+            "--per-client",
+            "24",
+        ],
+    );
+    let addr = srv.addr;
+    let uploads: Vec<_> = (0..18)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let data = bytes(i, SIZE);
+                let mut s = connect(addr);
+                let framing = i % 3;
+                let head = match framing {
+                    0 => format!("PUT /upload/{i}.bin HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"),
+                    1 => format!("PUT /upload/{i}.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: {SIZE}\r\nConnection: close\r\n\r\n"),
+                    _ => {
+                        let (ct, body) = Form::new().file("f", &format!("{i}.bin"), "x", &data).finish();
+                        let _ = s.write_all(&upload_head(&ct, body.len(), true));
+                        for c in body.chunks(64 << 10) {
+                            if s.write_all(c).is_err() {
+                                break;
+                            }
+                        }
+                        return read_response(&mut std::io::BufReader::new(&s), false)
+                            .map(|r| r.status);
+                    }
+                };
+                let _ = s.write_all(head.as_bytes());
+                for c in data.chunks(64 << 10) {
+                    let sent = if framing == 0 {
+                        s.write_all(format!("{:x}\r\n", c.len()).as_bytes())
+                            .and_then(|_| s.write_all(c))
+                            .and_then(|_| s.write_all(b"\r\n"))
+                    } else {
+                        s.write_all(c)
+                    };
+                    if sent.is_err() {
+                        break;
+                    }
+                }
+                if framing == 0 {
+                    let _ = s.write_all(b"0\r\n\r\n");
+                }
+                read_response(&mut std::io::BufReader::new(&s), false).map(|r| r.status)
+            })
+        })
+        .collect();
+    let statuses: Vec<Option<u16>> = uploads
+        .into_iter()
+        .map(|u| u.join().expect("upload"))
+        .collect();
+    let stored = statuses.iter().filter(|s| **s == Some(201)).count();
+    assert!(
+        statuses
+            .iter()
+            .all(|s| matches!(s, Some(201) | Some(507) | None)),
+        "{statuses:?}"
+    );
+    assert!(stored >= 1, "some uploads fit: {statuses:?}");
+    let health = srv.get("/healthz").json();
+    let free = health["free_bytes"].as_u64().expect("free");
+    assert!(
+        free >= 32 << 20,
+        "free space {free} fell below --min-free: {statuses:?}"
+    );
+    assert_eq!(health["files"].as_u64(), Some(stored as u64));
+    assert!(srv.temp_files().is_empty());
+}
