@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::http::{HeadLimits, ServerConfig};
+use crate::http::{HeadLimits, MinRate, ServerConfig};
 use crate::validate::AllowList;
 
 /// One setting: flag name (without `--`), default, help text.
@@ -35,6 +35,7 @@ const SETTINGS: &[Setting] = &[
     Setting { name: "max-headers", default: "64", help: "number of request headers allowed (431)" },
     Setting { name: "header-timeout", default: "10s", help: "total time to receive a request head (408)" },
     Setting { name: "body-timeout", default: "30s", help: "longest pause between two reads of a request body" },
+    Setting { name: "min-rate", default: "1K/30s", help: "slowest an upload may arrive, per second averaged over a window (408 below it); 'off' for no minimum. A phone on weak Wi-Fi sends 50K or more" },
     Setting { name: "keepalive-timeout", default: "5s", help: "how long an idle keep-alive connection is kept" },
     Setting { name: "write-timeout", default: "30s", help: "longest a response write may block" },
     Setting { name: "shutdown-timeout", default: "10s", help: "on SIGTERM, how long in-flight requests may run" },
@@ -192,8 +193,17 @@ where
             )
         })?
     };
+    let workers = count("workers")?;
+    let min_rate = {
+        let (n, v) = get("min-rate");
+        parse_min_rate(&v)
+            .ok_or_else(|| invalid(n, &v, "expected RATE/WINDOW such as 1K/30s, or off"))?
+    };
     let server = ServerConfig {
-        workers: count("workers")?,
+        workers,
+        // A quarter of the workers (at least one) never take an upload.
+        reserved_workers: if workers > 1 { (workers / 4).max(1) } else { 0 },
+        min_rate,
         queue: count("queue")?,
         per_client: count("per-client")?,
         head: HeadLimits {
@@ -277,6 +287,21 @@ pub fn parse_size(s: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(1u64 << shift)
+}
+
+/// `1K/30s`: at least 1 KiB per second, over every 30 s window; `off`: no minimum.
+pub fn parse_min_rate(s: &str) -> Option<MinRate> {
+    if s.trim() == "off" {
+        return Some(MinRate {
+            bytes: 0,
+            window: Duration::from_secs(3600),
+        });
+    }
+    let (rate, window) = s.split_once('/')?;
+    let rate = parse_size(rate)?;
+    let window = parse_duration(window)?;
+    let bytes = u64::try_from(u128::from(rate) * window.as_millis() / 1000).ok()?;
+    Some(MinRate { bytes, window })
 }
 
 /// `10s`, `500ms`, `2m`, or a plain number of seconds.
@@ -372,6 +397,11 @@ mod tests {
         assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
         assert_eq!(parse_duration("0s"), None);
         assert_eq!(parse_duration("x"), None);
+        let r = parse_min_rate("1K/30s").expect("rate");
+        assert_eq!((r.bytes, r.window), (30 << 10, Duration::from_secs(30)));
+        assert_eq!(parse_min_rate("off").map(|r| r.bytes), Some(0));
+        assert_eq!(parse_min_rate("1K"), None);
+        assert_eq!(parse_min_rate("1K/0s"), None);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum HttpError {
     },
     /// The head did not arrive within the header deadline, or a body read idled too long.
     Timeout,
+    /// The body arrived slower than `--min-rate` over a whole window.
+    TooSlow,
     /// A Transfer-Encoding other than exactly `chunked`.
     UnsupportedTransferEncoding,
     /// An `Expect` other than `100-continue`.
@@ -156,7 +158,7 @@ impl AppError {
                 HttpError::BadRequest(_) | HttpError::BadChunk(_) | HttpError::Io(_) => 400,
                 HttpError::UriTooLong { .. } => 414,
                 HttpError::HeadersTooLarge { .. } => 431,
-                HttpError::Timeout => 408,
+                HttpError::Timeout | HttpError::TooSlow => 408,
                 HttpError::UnsupportedTransferEncoding => 501,
                 HttpError::ExpectationFailed => 417,
             },
@@ -191,6 +193,7 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             AppError::Http(HttpError::Timeout) => "timeout",
+            AppError::Http(HttpError::TooSlow) => "too_slow",
             AppError::Http(HttpError::UriTooLong { .. }) => "uri_too_long",
             AppError::Http(HttpError::HeadersTooLarge { .. }) => "headers_too_large",
             AppError::Http(HttpError::UnsupportedTransferEncoding) => "not_implemented",
@@ -255,6 +258,10 @@ impl fmt::Display for HttpError {
                 write!(f, "the request headers are larger than allowed ({limit})")
             }
             HttpError::Timeout => write!(f, "the request did not arrive in time"),
+            HttpError::TooSlow => write!(
+                f,
+                "the upload arrived slower than the server's minimum rate (--min-rate)"
+            ),
             HttpError::UnsupportedTransferEncoding => {
                 write!(f, "only Transfer-Encoding: chunked is supported")
             }

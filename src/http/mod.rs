@@ -13,6 +13,6 @@ pub mod server;
 pub mod tee;
 
 pub use head::HeadLimits;
-pub use request::{body_error, Request};
+pub use request::{body_error, MinRate, Request};
 pub use response::{Payload, Response};
 pub use server::{run, ServerConfig, Service};

@@ -3,7 +3,7 @@
 //! first read — so a handler that refuses first (413, 415, 507…) never receives the body.
 
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::chunked::ChunkedDecoder;
 use super::conn::Conn;
@@ -45,10 +45,41 @@ pub struct Body<'c> {
     continue_pending: bool,
     idle: Duration,
     failed: bool,
+    rate: RateWindow,
+}
+
+/// The slowest a body may arrive: at least `bytes` in every `window`. A client that trickles
+/// a byte now and then, each within the idle timeout, would otherwise hold a worker forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinRate {
+    pub bytes: u64,
+    pub window: Duration,
+}
+
+/// Bytes seen since the current window began.
+struct RateWindow {
+    min: MinRate,
+    since: Instant,
+    at_start: u64,
+}
+
+impl RateWindow {
+    /// After each read: at a window's end, too few bytes in it is a timeout (408).
+    fn check(&mut self, read: u64) -> io::Result<()> {
+        if self.since.elapsed() < self.min.window {
+            return Ok(());
+        }
+        if read - self.at_start < self.min.bytes {
+            return Err(io::Error::other(HttpError::TooSlow));
+        }
+        self.since = Instant::now();
+        self.at_start = read;
+        Ok(())
+    }
 }
 
 impl<'c> Body<'c> {
-    pub(super) fn new(conn: &'c mut Conn, head: &Head, idle: Duration) -> Body<'c> {
+    pub(super) fn new(conn: &'c mut Conn, head: &Head, idle: Duration, min: MinRate) -> Body<'c> {
         let kind = match head.framing {
             Framing::None => Kind::Length { remaining: 0 },
             Framing::Length(n) => Kind::Length { remaining: n },
@@ -62,6 +93,11 @@ impl<'c> Body<'c> {
             continue_pending,
             idle,
             failed: false,
+            rate: RateWindow {
+                min,
+                since: Instant::now(),
+                at_start: 0,
+            },
         }
     }
 
@@ -189,11 +225,12 @@ impl Body<'_> {
             )));
         }
         let r = self.send_continue().and_then(|_| step(self));
+        let r = r.and_then(|n| {
+            self.read += n as u64;
+            self.rate.check(self.read).map(|_| n)
+        });
         match r {
-            Ok(n) => {
-                self.read += n as u64;
-                Ok(n)
-            }
+            Ok(n) => Ok(n),
             Err(e) => {
                 self.failed = true;
                 Err(e)

@@ -20,8 +20,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::conn::Conn;
-use super::head::{self, Head, HeadLimits};
-use super::request::{Body, Request};
+use super::head::{self, Framing, Head, HeadLimits};
+use super::request::{Body, MinRate, Request};
 use super::response::{self, Response};
 use crate::error::{AppError, HttpError};
 use crate::refusals::Refusals;
@@ -43,6 +43,11 @@ pub struct ServerConfig {
     pub head: HeadLimits,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    /// The slowest rate a body may arrive at (`--min-rate`).
+    pub min_rate: MinRate,
+    /// Workers kept for requests without a body (pages, listings, downloads, healthz): uploads
+    /// may hold at most `workers - reserved` of them at once.
+    pub reserved_workers: usize,
     pub keepalive_timeout: Duration,
     pub write_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -68,6 +73,35 @@ struct Shared {
     queued: AtomicUsize,
     clients: Mutex<HashMap<IpAddr, usize>>,
     refusals: Refusals,
+    /// Workers reading a request body right now (see `ServerConfig::reserved_workers`).
+    uploading: AtomicUsize,
+}
+
+/// A worker's claim to read a body; given back on drop.
+struct UploadTurn<'a>(&'a AtomicUsize);
+
+impl<'a> UploadTurn<'a> {
+    /// None when uploads already hold every worker they may.
+    fn claim(shared: &'a Shared) -> Option<UploadTurn<'a>> {
+        let most = shared
+            .cfg
+            .workers
+            .saturating_sub(shared.cfg.reserved_workers)
+            .max(1);
+        shared
+            .uploading
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < most).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| UploadTurn(&shared.uploading))
+    }
+}
+
+impl Drop for UploadTurn<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A connection's claim on its client's share; released on drop.
@@ -113,6 +147,7 @@ pub fn run(
         queued: AtomicUsize::new(0),
         clients: Mutex::new(HashMap::new()),
         refusals: Refusals::new("connection"),
+        uploading: AtomicUsize::new(0),
     });
     let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue.max(1));
     let rx = Arc::new(Mutex::new(rx));
@@ -287,9 +322,24 @@ fn serve_connection(
         first = false;
         let started = Instant::now();
         let head_only = head.method == "HEAD";
+        // Uploads never take the last workers: short requests always find one.
+        let turn = match head.framing {
+            Framing::None => None,
+            _ => UploadTurn::claim(shared),
+        };
+        if turn.is_none() && head.framing != Framing::None {
+            let mut resp = shared.service.error(&AppError::Busy);
+            resp.set_header("Connection", "close");
+            drop(slot.take());
+            let status = resp.status;
+            let _ = response::write(conn.stream(), resp, head_only, false);
+            access_log(peer, &head.method, &head.path, status, 0, 0, started);
+            linger(conn.stream(), LINGER_TIME);
+            return;
+        }
         let mut req = Request {
             peer,
-            body: Body::new(&mut conn, &head, cfg.body_timeout),
+            body: Body::new(&mut conn, &head, cfg.body_timeout, cfg.min_rate),
             head,
         };
         let resp = match catch_unwind(AssertUnwindSafe(|| shared.service.handle(&mut req))) {
@@ -318,6 +368,7 @@ fn serve_connection(
         let bytes_in = req.body.bytes_read();
         let (method, path) = (req.head.method.clone(), req.head.path.clone());
         drop(req);
+        drop(turn);
         let status = resp.status;
         if !keep {
             drop(slot.take());

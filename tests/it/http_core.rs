@@ -761,7 +761,8 @@ fn a_full_pool_of_hashed_uploads_fits_the_units_task_limit() {
         .and_then(|v| v.trim().parse().ok())
         .expect("TasksMax in the unit");
     let srv = Server::start(&["--allow", "*"]);
-    let workers = 16u8; // the default --workers
+    // The default 16 workers, of which a quarter never take uploads: 12 uploads at once.
+    let workers = 12u8;
     let mut conns = Vec::new();
     for i in 0..workers {
         let mut s = connect_from([127, 0, 1, 1 + i], srv.addr);
@@ -835,4 +836,79 @@ fn a_flood_of_refusals_logs_a_summary_not_a_line_each() {
     let lines = log.lines().filter(|l| l.contains("refused")).count();
     assert!(lines <= 2, "{lines} log lines for 500 refusals");
     assert!(log.contains("refused a connection from 127.0.0.1"), "{log}");
+}
+
+/// Slow bodies: uploads may hold only three quarters of the workers (short requests always get
+/// one), and a body slower than `--min-rate` over a window gets 408, while a phone-speed upload
+/// (50 KiB/s) is never cut off.
+#[test]
+fn slow_bodies_cannot_hold_every_worker_or_trickle_forever() {
+    let srv = Server::start(&[
+        "--workers",
+        "4",
+        "--min-rate",
+        "1K/2s",
+        "--body-timeout",
+        "30s",
+    ]);
+    let start_trickle = |i: usize| {
+        let mut s = connect(srv.addr);
+        s.write_all(
+            format!("PUT /upload/t{i}.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\nab")
+                .as_bytes(),
+        )
+        .expect("head");
+        s
+    };
+    let mut trickles: Vec<TcpStream> = (0..3).map(start_trickle).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // A fourth upload finds no upload worker: 503 at once, not a wait.
+    let t = Instant::now();
+    let fourth = request(srv.addr, "PUT", "/upload/x.txt", &[], b"hello");
+    assert_eq!(fourth.status, 503, "{}", fourth.text());
+    assert_eq!(fourth.header("Retry-After"), Some("1"));
+    // A short request is answered at once.
+    assert_eq!(srv.get("/healthz").status, 200);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // The trickles (a byte every 300 ms, each read well within the idle timeout) are cut off.
+    let cut = Instant::now();
+    let mut statuses = Vec::new();
+    for s in &mut trickles {
+        let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
+    }
+    while statuses.len() < 3 && cut.elapsed() < Duration::from_secs(10) {
+        for s in &mut trickles {
+            let _ = s.write_all(b"x");
+        }
+        for s in &mut trickles {
+            let mut buf = [0u8; 512];
+            if let Ok(n) = s.read(&mut buf) {
+                if n > 0 {
+                    statuses.push(String::from_utf8_lossy(&buf[..n]).to_string());
+                }
+            }
+        }
+    }
+    assert_eq!(statuses.len(), 3, "every trickle was answered within 10 s");
+    for s in &statuses {
+        assert!(s.starts_with("HTTP/1.1 408"), "{s}");
+        assert!(s.contains("too_slow"), "{s}");
+    }
+    assert!(srv.stored_files().is_empty() && srv.temp_files().is_empty());
+    // 200 KiB at 50 KiB/s over 4 s: stored.
+    let data = "a phone on weak Wi-Fi\n"
+        .repeat(200 << 10 >> 5)
+        .into_bytes();
+    let mut s = connect(srv.addr);
+    s.write_all(
+        format!("PUT /upload/phone.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", data.len())
+            .as_bytes(),
+    )
+    .expect("head");
+    for c in data.chunks(5 << 10) {
+        s.write_all(c).expect("body");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let resp = read_response(&mut BufReader::new(&s), false).expect("response");
+    assert_eq!(resp.status, 201, "{}", resp.text());
 }
