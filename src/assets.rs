@@ -2,7 +2,11 @@
 //! Every asset goes out with `nosniff` and the page with a strict Content-Security-Policy (no
 //! inline script, nothing from other origins: the LAN may have no internet).
 
-use crate::http::Response;
+use sha2::{Digest, Sha256};
+
+use crate::http::conditional::{self, Validators, Verdict};
+use crate::http::{Request, Response};
+use crate::storage::hex;
 
 /// Headers every page asset carries.
 pub const PAGE_HEADERS: &[(&str, &str)] = &[
@@ -37,17 +41,28 @@ const FILES: &[(&str, &str, &[u8])] = &[
 
 /// A static asset by name, or `None`. With `--static-dir`, an edited copy of the same file is
 /// read from that directory on every request (only the names above: nothing else is served
-/// from it), falling back to the embedded one when the copy is missing.
-pub fn get(name: &str, dir: Option<&std::path::Path>) -> Option<Response> {
+/// from it), falling back to the embedded one when the copy is missing. Each carries an ETag
+/// (from its bytes), so a visit revalidates with `If-None-Match` and gets a 304, not the file.
+pub fn get(name: &str, dir: Option<&std::path::Path>, req: &Request<'_>) -> Option<Response> {
     let (_, ctype, bytes) = FILES.iter().find(|(n, _, _)| *n == name)?;
     let body: std::borrow::Cow<'static, [u8]> = match dir.map(|d| std::fs::read(d.join(name))) {
         Some(Ok(edited)) => edited.into(),
         _ => (*bytes).into(),
     };
-    let mut r = Response::with_body(200, ctype, body);
+    let digest = Sha256::digest(&body);
+    let etag = format!("\"{}\"", hex(&digest[..12]));
+    let v = Validators {
+        etag: &etag,
+        modified: None,
+    };
+    let mut r = match conditional::evaluate(req, &v) {
+        Verdict::NotModified => Response::new(304),
+        _ => Response::with_body(200, ctype, body),
+    };
     for (k, v) in PAGE_HEADERS {
         r.set_header(k, *v);
     }
+    r.set_header("ETag", etag);
     Some(r)
 }
 

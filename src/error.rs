@@ -130,6 +130,10 @@ pub enum AppError {
     },
     /// A state-changing request from a foreign origin (CSRF).
     ForbiddenOrigin,
+    /// A method pidrop does not implement anywhere (501).
+    NotImplemented,
+    /// A conditional request's precondition failed (412); nothing was done.
+    PreconditionFailed,
     /// A query parameter that cannot be used (e.g. a cursor we never handed out).
     BadQuery(&'static str),
     /// A `Host` this server does not answer to (DNS rebinding, or a mistyped proxy setting).
@@ -180,6 +184,8 @@ impl AppError {
             AppError::NotFound => 404,
             AppError::MethodNotAllowed { .. } => 405,
             AppError::ForbiddenOrigin => 403,
+            AppError::NotImplemented => 501,
+            AppError::PreconditionFailed => 412,
             AppError::BadQuery(_) => 400,
             AppError::MisdirectedHost => 421,
             AppError::Busy | AppError::NotMounted(_) => 503,
@@ -215,6 +221,8 @@ impl AppError {
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed { .. } => "method_not_allowed",
             AppError::ForbiddenOrigin => "forbidden_origin",
+            AppError::NotImplemented => "not_implemented",
+            AppError::PreconditionFailed => "precondition_failed",
             AppError::BadQuery(_) => "bad_query",
             AppError::MisdirectedHost => "misdirected_host",
             AppError::Busy => "busy",
@@ -365,6 +373,11 @@ impl fmt::Display for AppError {
                 )
             }
             AppError::BadQuery(why) => write!(f, "bad query: {why}"),
+            AppError::NotImplemented => write!(f, "this method is not implemented"),
+            AppError::PreconditionFailed => write!(
+                f,
+                "the file is not the version the request names (If-Match / If-Unmodified-Since)"
+            ),
             AppError::MisdirectedHost => write!(
                 f,
                 "this server does not answer to that host name (add it with --hosts)"

@@ -71,6 +71,8 @@ pub fn error_response(e: &AppError) -> Response {
 }
 
 const READ_ONLY: &str = "GET, HEAD";
+/// Every method pidrop implements; any other is 501 (RFC 9110 §9.1).
+const KNOWN_METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"];
 
 impl App {
     fn route(&self, req: &mut Request<'_>) -> Result<Response, AppError> {
@@ -90,13 +92,20 @@ impl App {
         if path == "/debug/panic" {
             panic!("panic requested by /debug/panic");
         }
+        if !KNOWN_METHODS.contains(&method.as_str()) {
+            return Err(AppError::NotImplemented);
+        }
+        if method == "OPTIONS" && path == "*" {
+            return Ok(Response::new(200).header("Allow", KNOWN_METHODS.join(", ")));
+        }
         match path.as_str() {
             "/" | "/index.html" if read => {
-                assets::get("index.html", self.cfg.static_dir.as_deref()).ok_or(AppError::NotFound)
+                assets::get("index.html", self.cfg.static_dir.as_deref(), req)
+                    .ok_or(AppError::NotFound)
             }
             "/" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
             p if p.starts_with("/static/") && read => {
-                assets::get(&p["/static/".len()..], self.cfg.static_dir.as_deref())
+                assets::get(&p["/static/".len()..], self.cfg.static_dir.as_deref(), req)
                     .ok_or(AppError::NotFound)
             }
             "/healthz" if read => Ok(self.health()),
@@ -148,6 +157,8 @@ impl App {
                     "GET" | "HEAD" => serve::file(&self.store, req, name),
                     "DELETE" => {
                         self.check_origin(req)?;
+                        let meta = self.store.get(name).ok_or(AppError::NotFound)?;
+                        serve::check_delete(req, &meta)?;
                         #[cfg(feature = "thumbnails")]
                         self.thumbs.remove(name);
                         if self.store.delete(name)? {

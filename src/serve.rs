@@ -1,10 +1,11 @@
 //! Downloads of stored files: the right type, a safe disposition, the sandbox CSP, validators
-//! (ETag, Last-Modified, If-None-Match) and single byte ranges.
+//! (ETag, Last-Modified) with conditional requests (`http::conditional`), and single byte ranges.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 
 use crate::error::AppError;
+use crate::http::conditional::{self, Validators, Verdict};
 use crate::http::range::{self, ByteRange};
 use crate::http::{Payload, Request, Response};
 use crate::storage::{Meta, Store};
@@ -40,14 +41,22 @@ pub fn file(store: &Store, req: &Request<'_>, name: &str) -> Result<Response, Ap
             .header("Accept-Ranges", "bytes")
             .header("X-Content-Type-Options", "nosniff")
             .header("Content-Security-Policy", "sandbox")
-            .header("Cache-Control", "private, max-age=0, must-revalidate")
+            // A stored file never changes under its name (a new upload gets a new one).
+            .header("Cache-Control", "private, max-age=31536000, immutable")
     };
-    if let Some(inm) = req.header("if-none-match") {
-        if inm.split(',').any(|t| t.trim() == etag || t.trim() == "*") {
-            return Ok(base(304));
-        }
+    let v = Validators {
+        etag: &etag,
+        modified: Some(meta.uploaded_time()),
+    };
+    match conditional::evaluate(req, &v) {
+        Verdict::Proceed => {}
+        Verdict::NotModified => return Ok(base(304)),
+        Verdict::Failed => return Err(AppError::PreconditionFailed),
     }
-    let (status, start, count) = match req.header("range").map(|r| range::parse(r, len)) {
+    let range = req
+        .header("range")
+        .filter(|_| conditional::range_applies(req, &v));
+    let (status, start, count) = match range.map(|r| range::parse(r, len)) {
         None | Some(ByteRange::Full) => (200, 0, len),
         Some(ByteRange::Partial(a, b)) => (206, a, b - a + 1),
         Some(ByteRange::Unsatisfiable) => {
@@ -69,6 +78,20 @@ pub fn file(store: &Store, req: &Request<'_>, name: &str) -> Result<Response, Ap
         len: count,
     };
     Ok(resp)
+}
+
+/// A `DELETE`'s preconditions (`If-Match`, `If-Unmodified-Since`): 412 when they fail, so a
+/// client deletes only the version it saw.
+pub fn check_delete(req: &Request<'_>, meta: &Meta) -> Result<(), AppError> {
+    let etag = etag(meta, meta.size);
+    let v = Validators {
+        etag: &etag,
+        modified: Some(meta.uploaded_time()),
+    };
+    match conditional::evaluate(req, &v) {
+        Verdict::Failed => Err(AppError::PreconditionFailed),
+        _ => Ok(()),
+    }
 }
 
 /// A cached thumbnail (always a JPEG pidrop made itself).

@@ -66,6 +66,49 @@ pub fn http_date(t: SystemTime) -> String {
     )
 }
 
+/// Days since 1970-01-01 of a civil date (the inverse of `civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Seconds since the epoch of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the only
+/// HTTP-date form senders may generate; `None` for anything else (the header is then ignored).
+pub fn parse_http_date(s: &str) -> Option<u64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let f: Vec<&str> = s.trim().split(' ').collect();
+    let [wd, day, mon, year, hms, "GMT"] = f.as_slice() else {
+        return None;
+    };
+    if wd.len() != 4 || !wd.ends_with(',') || day.len() != 2 || year.len() != 4 {
+        return None;
+    }
+    let num = |t: &str| -> Option<u32> {
+        t.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let month = u32::try_from(MONTHS.iter().position(|m| m == mon)? + 1).ok()?;
+    let (day, year) = (num(day)?, num(year)?);
+    let t: Vec<u32> = hms.split(':').map(num).collect::<Option<_>>()?;
+    let [h, mi, se] = t.as_slice() else {
+        return None;
+    };
+    if !(1..=31).contains(&day) || *h > 23 || *mi > 59 || *se > 60 {
+        return None;
+    }
+    let days = days_from_civil(i64::from(year), month, day);
+    let secs = days * 86_400 + i64::from(*h * 3600 + *mi * 60 + *se);
+    u64::try_from(secs).ok()
+}
+
 /// `2026-11-21T10:00:00Z`
 pub fn rfc3339(t: SystemTime) -> String {
     let p = parts(t);
@@ -99,5 +142,20 @@ mod tests {
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
         let late = UNIX_EPOCH + Duration::from_secs(4_102_444_800);
         assert_eq!(http_date(late), "Fri, 01 Jan 2100 00:00:00 GMT");
+        for secs in [0u64, 784_111_777, 951_782_400, 4_102_444_800, 1_796_000_000] {
+            let t = UNIX_EPOCH + Duration::from_secs(secs);
+            assert_eq!(parse_http_date(&http_date(t)), Some(secs));
+        }
+        for bad in [
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 25:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
     }
 }

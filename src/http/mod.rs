@@ -4,6 +4,7 @@
 //! and the [`Service`] trait it implements. See `server.rs` for the threading model.
 
 pub mod chunked;
+pub mod conditional;
 mod conn;
 pub mod head;
 pub mod range;

@@ -6,6 +6,7 @@
     reason = "test data generators truncate on purpose; sizes here are small"
 )]
 
+mod conditional;
 mod harness;
 mod hosts;
 mod http_core;
