@@ -37,7 +37,44 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "text/css; charset=utf-8",
         include_bytes!("../static/style.css"),
     ),
+    // Drawn by scripts/make-icons.py: the tab icon, the home-screen icons, and the manifest
+    // that makes "Add to Home Screen" open the page like an app.
+    (
+        "favicon.ico",
+        "image/x-icon",
+        include_bytes!("../static/favicon.ico"),
+    ),
+    (
+        "icon-180.png",
+        "image/png",
+        include_bytes!("../static/icon-180.png"),
+    ),
+    (
+        "icon-192.png",
+        "image/png",
+        include_bytes!("../static/icon-192.png"),
+    ),
+    (
+        "icon-512.png",
+        "image/png",
+        include_bytes!("../static/icon-512.png"),
+    ),
+    (
+        "manifest.webmanifest",
+        "application/manifest+json",
+        include_bytes!("../static/manifest.webmanifest"),
+    ),
 ];
+
+/// The asset that browsers look for at a root path (`/favicon.ico`…), if `path` is one.
+pub fn root_alias(path: &str) -> Option<&'static str> {
+    match path {
+        "/favicon.ico" => Some("favicon.ico"),
+        "/apple-touch-icon.png" | "/apple-touch-icon-precomposed.png" => Some("icon-180.png"),
+        "/manifest.webmanifest" => Some("manifest.webmanifest"),
+        _ => None,
+    }
+}
 
 /// A static asset by name, or `None`. With `--static-dir`, an edited copy of the same file is
 /// read from that directory on every request (only the names above: nothing else is served

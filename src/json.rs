@@ -95,6 +95,15 @@ pub fn array<I: IntoIterator<Item = String>>(items: I) -> String {
     out
 }
 
+/// A JSON array of strings.
+pub fn strings<'a, I: IntoIterator<Item = &'a str>>(items: I) -> String {
+    array(items.into_iter().map(|v| {
+        let mut s = String::new();
+        string_into(&mut s, v);
+        s
+    }))
+}
+
 /// `{"k":"v",…}` from string pairs.
 pub fn string_map<'a, I: IntoIterator<Item = (&'a str, &'a str)>>(pairs: I) -> String {
     pairs

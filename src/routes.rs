@@ -13,6 +13,7 @@ use crate::serve;
 use crate::storage::{is_stored_name, Cursor, Meta, Store};
 use crate::time::rfc3339;
 use crate::upload::{self, Outcome};
+use crate::validate;
 
 /// The application: configuration, storage, start time.
 pub struct App {
@@ -97,6 +98,10 @@ impl App {
         }
         if method == "OPTIONS" && path == "*" {
             return Ok(Response::new(200).header("Allow", KNOWN_METHODS.join(", ")));
+        }
+        if let Some(name) = assets::root_alias(&path).filter(|_| read) {
+            return assets::get(name, self.cfg.static_dir.as_deref(), req)
+                .ok_or(AppError::NotFound);
         }
         match path.as_str() {
             "/" | "/index.html" if read => {
@@ -333,11 +338,7 @@ impl App {
     /// The limits the page checks against, so they are never duplicated in JavaScript.
     fn client_config(&self) -> Response {
         let allow = match self.cfg.allow.extensions() {
-            Some(list) => json::array(list.iter().map(|e| {
-                let mut s = String::new();
-                json::string_into(&mut s, e);
-                s
-            })),
+            Some(list) => json::strings(list.iter().map(String::as_str)),
             None => "null".to_string(),
         };
         let free = self.store.free_space().unwrap_or(0);
@@ -345,10 +346,36 @@ impl App {
             .num("max_size", self.cfg.max_size)
             .num("max_request", self.cfg.max_request)
             .raw("allow", &allow)
+            .raw("kinds", &self.allowed_kinds())
             .num("min_free", self.cfg.min_free)
             .num("free_bytes", free)
             .finish();
         Response::json(200, body).header("Cache-Control", "no-store")
+    }
+}
+
+impl App {
+    /// The allowed extensions grouped by kind (`[{"kind":"photos","extensions":[…]},…]`), so
+    /// the page can say "photos, videos, …" instead of a wall of extensions; `null` for any.
+    fn allowed_kinds(&self) -> String {
+        let Some(list) = self.cfg.allow.extensions() else {
+            return "null".to_string();
+        };
+        let groups = crate::validate::KINDS.iter().filter_map(|kind| {
+            let exts: Vec<&str> = list
+                .iter()
+                .map(String::as_str)
+                .filter(|e| validate::kind_of(e) == *kind)
+                .collect();
+            (!exts.is_empty()).then(|| {
+                let names = json::strings(exts);
+                Obj::new()
+                    .str("kind", kind)
+                    .raw("extensions", &names)
+                    .finish()
+            })
+        });
+        json::array(groups)
     }
 }
 

@@ -304,6 +304,42 @@ impl AllowList {
     }
 }
 
+/// The kinds the page groups allowed extensions by, in the order it shows them.
+pub const KINDS: [&str; 7] = [
+    "photos",
+    "videos",
+    "audio",
+    "documents",
+    "archives",
+    "text",
+    "other",
+];
+
+/// The kind of an extension, for the page: from its type where pidrop knows it.
+pub fn kind_of(ext: &str) -> &'static str {
+    let Some((_, _, mime, _)) = TYPES.iter().find(|t| t.0 == ext) else {
+        return "other";
+    };
+    const ARCHIVES: &[&str] = &[
+        "zip",
+        "gzip",
+        "x-tar",
+        "x-7z-compressed",
+        "x-bzip2",
+        "x-xz",
+        "zstd",
+        "vnd.rar",
+    ];
+    match mime.split_once('/') {
+        Some(("image", _)) => "photos",
+        Some(("video", _)) => "videos",
+        Some(("audio", _)) => "audio",
+        Some(("text", _)) | Some(("application", "json")) => "text",
+        Some(("application", sub)) if ARCHIVES.contains(&sub) => "archives",
+        _ => "documents",
+    }
+}
+
 /// The extension we store under: lower-case ASCII alphanumerics, at most 16, or empty.
 pub fn extension(name: &str) -> String {
     match name.rsplit_once('.') {
@@ -530,6 +566,23 @@ mod tests {
             inline_safe("image/jpeg") && inline_safe("video/mp4") && inline_safe("application/pdf")
         );
         assert!(!inline_safe("text/html") && !inline_safe("application/zip"));
+    }
+
+    #[test]
+    fn every_default_extension_has_a_kind() {
+        let AllowList::Only(all) = AllowList::parse("default").expect("default") else {
+            panic!("default is a list");
+        };
+        for e in &all {
+            assert_ne!(kind_of(e), "other", "{e}");
+        }
+        assert_eq!(kind_of("jpg"), "photos");
+        assert_eq!(kind_of("mov"), "videos");
+        assert_eq!(kind_of("flac"), "audio");
+        assert_eq!(kind_of("docx"), "documents");
+        assert_eq!(kind_of("7z"), "archives");
+        assert_eq!(kind_of("md"), "text");
+        assert_eq!(kind_of("xyz"), "other");
     }
 
     #[test]

@@ -41,10 +41,27 @@
       .then((r) => r.json())
       .then((c) => {
         config = c;
-        const types = c.allow ? c.allow.map((e) => '.' + e).join(' ') : 'any type';
-        $('limits').textContent = 'Up to ' + size(c.max_size) + ' per file. Allowed: ' + types;
+        showLimits(c);
       })
       .catch(() => { $('limits').textContent = ''; });
+  }
+
+  // "Photos, videos, audio, …" with the full list of extensions on demand, not a wall of 53.
+  function showLimits(c) {
+    const limits = $('limits');
+    limits.replaceChildren('Up to ' + size(c.max_size) + ' per file. ');
+    if (!c.kinds) { limits.append('Any type of file.'); return; }
+    const names = c.kinds.map((k) => k.kind);
+    const sentence = names.join(', ');
+    limits.append('Allowed: ' + sentence.charAt(0).toUpperCase() + sentence.slice(1) + '. ');
+    const details = el('details', 'types');
+    details.append(el('summary', '', 'All allowed types'));
+    const list = el('dl');
+    for (const k of c.kinds) {
+      list.append(el('dt', '', k.kind), el('dd', '', k.extensions.map((e) => '.' + e).join(' ')));
+    }
+    details.append(list);
+    limits.append(details);
   }
 
   function extension(name) {
@@ -227,12 +244,35 @@
     }
   }
 
-  drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
-  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
-  drop.addEventListener('drop', (e) => {
+  // Files dropped anywhere on the page are uploaded; a near miss must never make the browser
+  // leave the page to open the file.
+  const hasFiles = (e) => e.dataTransfer && Array.from(e.dataTransfer.types || []).includes('Files');
+  let dragDepth = 0;
+  document.addEventListener('dragenter', (e) => {
+    if (!hasFiles(e)) return;
     e.preventDefault();
+    dragDepth++;
+    document.body.classList.add('dragging');
+    drop.classList.add('over');
+  });
+  document.addEventListener('dragover', (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    e.dataTransfer.dropEffect = 'copy';
+  });
+  document.addEventListener('dragleave', () => {
+    if (--dragDepth > 0) return;
+    dragDepth = 0;
+    document.body.classList.remove('dragging');
     drop.classList.remove('over');
-    if (e.dataTransfer && e.dataTransfer.files.length) addFiles(e.dataTransfer.files);
+  });
+  document.addEventListener('drop', (e) => {
+    if (!e.dataTransfer) return;
+    e.preventDefault();
+    dragDepth = 0;
+    document.body.classList.remove('dragging');
+    drop.classList.remove('over');
+    if (e.dataTransfer.files.length) addFiles(Array.from(e.dataTransfer.files));
   });
   drop.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); input.click(); }

@@ -249,3 +249,75 @@ test('the page sends its own CSP and no inline script', async () => {
   assert.doesNotMatch(html, /<script>(?!<\/script>)/);
   assert.doesNotMatch(html, /\son\w+=/);
 });
+
+test('a file dropped anywhere on the page is uploaded, and a drop never leaves the page', async () => {
+  const { context, page } = await openPage();
+  await page.waitForSelector('#limits:has-text("per file")');
+  const prevented = await page.evaluate(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(['near miss\n'], 'near-miss.txt', { type: 'text/plain' }));
+    const target = document.querySelector('#recent-title'); // well outside the drop zone
+    const fire = (type) => {
+      const ev = new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true });
+      target.dispatchEvent(ev);
+      return ev.defaultPrevented;
+    };
+    const entered = fire('dragenter');
+    const over = fire('dragover');
+    const highlighted = document.getElementById('drop').classList.contains('over');
+    const dropped = fire('drop');
+    return { entered, over, highlighted, dropped };
+  });
+  // A drop the page did not prevent is one the browser handles by opening the file.
+  assert.deepEqual(prevented, { entered: true, over: true, highlighted: true, dropped: true });
+  await page.waitForSelector('#recent a.name:text-is("near-miss.txt")');
+  assert.equal(page.url(), base + '/');
+  assert.equal(await page.$eval('#drop', (d) => d.classList.contains('over')), false);
+  await context.close();
+});
+
+test('the tab icon, touch icon and web app manifest are served and load without console errors', async () => {
+  const { context, page } = await openPage({ viewport: { width: 390, height: 844 }, isMobile: true });
+  const errors = [];
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  page.on('response', (r) => { if (r.status() >= 400) errors.push(r.status() + ' ' + r.url()); });
+  await page.reload();
+  await page.waitForSelector('#limits:has-text("per file")');
+  const manifestHref = await page.$eval('link[rel=manifest]', (l) => l.href);
+  const manifest = await (await page.request.get(manifestHref)).json();
+  assert.equal(manifest.start_url, '/');
+  assert.equal(manifest.display, 'standalone');
+  const sizes = [];
+  for (const icon of manifest.icons) {
+    const n = await page.evaluate(async (src) => {
+      const img = new Image();
+      img.src = src;
+      await img.decode();
+      return img.naturalWidth + 'x' + img.naturalHeight;
+    }, icon.src);
+    assert.equal(n, icon.sizes);
+    sizes.push(n);
+  }
+  assert.deepEqual(sizes, ['192x192', '512x512']);
+  for (const [path, type] of [['/favicon.ico', 'image/x-icon'], ['/apple-touch-icon.png', 'image/png']]) {
+    const r = await page.request.get(base + path);
+    assert.equal(r.status(), 200, path);
+    assert.equal(r.headers()['content-type'], type);
+  }
+  await page.waitForTimeout(300);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('the allow-list is shown by kind, with the full list on demand', async () => {
+  const { context, page } = await openPage();
+  await page.waitForSelector('#limits:has-text("per file")');
+  const text = await page.$eval('#limits', (l) => l.innerText);
+  assert.match(text, /Allowed: Photos, videos, audio, documents, archives, text\./);
+  assert.equal(await page.isVisible('#limits dd:has-text(".jpg")'), false, 'extensions hidden at first');
+  await page.click('#limits summary');
+  assert.equal(await page.isVisible('#limits dd:has-text(".jpg")'), true);
+  assert.match(await page.$eval('#limits dl', (d) => d.innerText), /videos\s+\.mp4/i);
+  await page.screenshot({ path: join(shots, 'allowed-types.png'), fullPage: true });
+  await context.close();
+});
