@@ -15,7 +15,7 @@ use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -112,12 +112,15 @@ struct ClientSlot {
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.shared.clients.lock() {
-            if let Some(n) = map.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(&self.ip);
-                }
+        let mut map = self
+            .shared
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
             }
         }
     }
@@ -227,7 +230,8 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, tx: SyncSender<Job>
 }
 
 fn claim(shared: &Arc<Shared>, ip: IpAddr) -> Option<ClientSlot> {
-    let mut map = shared.clients.lock().ok()?;
+    // A poisoned map is still a correct count (every update is one step): never a 429 for it.
+    let mut map = shared.clients.lock().unwrap_or_else(PoisonError::into_inner);
     let n = map.entry(ip).or_insert(0);
     if *n >= shared.cfg.per_client {
         return None;

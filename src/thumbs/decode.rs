@@ -313,7 +313,8 @@ pub fn exif_orientation(exif: &[u8]) -> u8 {
         _ => return 1,
     };
     let u16_at = |i: usize| -> Option<u16> {
-        let b = tiff.get(i..i + 2)?;
+        // Offsets come from the file: checked, since on 32-bit targets they can overflow.
+        let b = tiff.get(i..i.checked_add(2)?)?;
         Some(if le {
             u16::from_le_bytes([b[0], b[1]])
         } else {
@@ -321,7 +322,7 @@ pub fn exif_orientation(exif: &[u8]) -> u8 {
         })
     };
     let u32_at = |i: usize| -> Option<u32> {
-        let b = tiff.get(i..i + 4)?;
+        let b = tiff.get(i..i.checked_add(4)?)?;
         let a = [b[0], b[1], b[2], b[3]];
         Some(if le {
             u32::from_le_bytes(a)
@@ -333,9 +334,9 @@ pub fn exif_orientation(exif: &[u8]) -> u8 {
         let ifd = usize::try_from(u32_at(4)?).ok()?;
         let count = usize::from(u16_at(ifd)?);
         for k in 0..count.min(256) {
-            let entry = ifd + 2 + k * 12;
+            let entry = ifd.checked_add(2 + k * 12)?;
             if u16_at(entry)? == 0x0112 {
-                let v = u16_at(entry + 8)?;
+                let v = u16_at(entry.checked_add(8)?)?;
                 return u8::try_from(v).ok().filter(|v| (1..=8).contains(v));
             }
         }
@@ -397,6 +398,9 @@ mod tests {
             &b""[..],
             b"Exif\0\0",
             b"II*\0\xff\xff\xff\xff",
+            // IFD offsets whose arithmetic overflows a 32-bit usize (the qemu ARM runs check).
+            b"II*\0\xfe\xff\xff\xff\x01\x00",
+            b"MM\0*\xff\xff\xff\xf8",
             b"MM\0*\0\0\0\x08\xff\xff",
         ] {
             assert_eq!(exif_orientation(junk), 1);
