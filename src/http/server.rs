@@ -231,7 +231,10 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, tx: SyncSender<Job>
 
 fn claim(shared: &Arc<Shared>, ip: IpAddr) -> Option<ClientSlot> {
     // A poisoned map is still a correct count (every update is one step): never a 429 for it.
-    let mut map = shared.clients.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut map = shared
+        .clients
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     let n = map.entry(ip).or_insert(0);
     if *n >= shared.cfg.per_client {
         return None;

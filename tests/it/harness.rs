@@ -49,6 +49,13 @@ impl Server {
         Server::start_in(root, dir, args, &[])
     }
 
+    /// Starts pidrop with a fresh upload dir, extra arguments and environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let root = TempDir::new("srv");
+        let dir = root.0.join("uploads");
+        Server::start_in(root, dir, args, env)
+    }
+
     pub fn start_in(root: TempDir, dir: PathBuf, args: &[&str], env: &[(&str, &str)]) -> Server {
         Server::launch(root, dir, args, env, None)
     }

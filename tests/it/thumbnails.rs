@@ -246,14 +246,7 @@ fn deleting_a_file_deletes_its_thumbnail_and_missing_ones_are_remade() {
 /// thumbnail live on (the debug binary panics on GIFs when asked to).
 #[test]
 fn a_decoder_panic_costs_one_thumbnail_only() {
-    let root = TempDir::new("thumbpanic");
-    let dir = root.0.join("uploads");
-    let srv = Server::start_in(
-        root,
-        dir,
-        &[],
-        &[("PIDROP_DEBUG_THUMBS", "panic:image/gif")],
-    );
+    let srv = Server::start_with_env(&[], &[("PIDROP_DEBUG_THUMBS", "panic:image/gif")]);
     let (status, ..) = thumb_of(&srv, "a.gif", &make_gif(64, 64));
     assert_eq!(status, 404, "no thumbnail for the image that panicked");
     // The worker (after an upload) and requests still make thumbnails.
@@ -282,11 +275,7 @@ fn a_decoder_panic_costs_one_thumbnail_only() {
 /// get 503 with Retry-After; short requests are answered meanwhile.
 #[test]
 fn a_slow_thumbnail_never_holds_request_workers() {
-    let root = TempDir::new("thumbslow");
-    let dir = root.0.join("uploads");
-    let srv = Server::start_in(
-        root,
-        dir,
+    let srv = Server::start_with_env(
         &["--workers", "4"],
         &[("PIDROP_DEBUG_THUMBS", "sleep:4000")],
     );
