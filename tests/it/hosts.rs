@@ -126,3 +126,43 @@ fn hosts_setting_adds_names_and_star_turns_the_check_off() {
         200
     );
 }
+
+/// A new address (a DHCP lease, a Wi-Fi dongle plugged in) is answered to without a restart:
+/// inside a network namespace made for this test, an address added after start is served
+/// within the refresh interval, and was refused before it existed.
+#[test]
+fn an_address_added_after_start_is_served() {
+    if std::process::Command::new("ip").arg("-V").output().is_err() {
+        eprintln!("no `ip` command (iproute2): the address-change test did not run");
+        return;
+    }
+    let root = TempDir::new("netns");
+    let q = |p: std::path::PathBuf| p.display().to_string();
+    let (dir, out) = (q(root.0.join("up")), q(root.0.join("out")));
+    let script = format!(
+        r#"set -e
+ip link set lo up
+'{bin}' --listen 127.0.0.1:0 --dir '{dir}' --min-free 0 >'{out}' 2>/dev/null &
+pid=$!
+for i in $(seq 100); do grep -q listening '{out}' && break; sleep 0.1; done
+url=$(sed -n 's/^pidrop listening on //p' '{out}')
+code() {{ curl -s -o /dev/null -w '%{{http_code}}' -H "Host: $1" "$url/healthz"; }}
+before=$(code 198.51.100.7:8080)
+ip addr add 198.51.100.7/32 dev lo
+sleep 2.5
+after=$(code 198.51.100.7:8080)
+kill $pid
+echo "result $before $after""#,
+        bin = env!("CARGO_BIN_EXE_pidrop"),
+    );
+    let run = std::process::Command::new("unshare")
+        .args(["-rn", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("result 421 200"),
+        "{stdout} {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
