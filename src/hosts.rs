@@ -9,7 +9,7 @@
 //! proxy's public name); `--hosts '*'` turns the check off.
 //!
 //! Addresses change (DHCP, a USB Wi-Fi dongle): a miss re-reads the interfaces and the host
-//! name, at most once per [`REFRESH`], so the list stays current without a timer thread and a
+//! name, at most once per `REFRESH` (2 s), so the list stays current without a timer thread and a
 //! flood of foreign names costs one `getifaddrs` every few seconds at most.
 
 use std::net::{IpAddr, Ipv6Addr};
