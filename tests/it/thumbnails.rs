@@ -338,3 +338,26 @@ fn a_slow_thumbnail_never_holds_request_workers() {
         "most requests were told to come back ({busy} of 6)"
     );
 }
+
+/// A file replaced under its name (by hand, a restore from backup) never shows its old
+/// thumbnail: a cached thumbnail older than its file is made again.
+#[test]
+fn a_replaced_file_gets_a_new_thumbnail() {
+    let srv = Server::start(&[]);
+    let (status, w, h, _, stored) = thumb_of(&srv, "r.jpg", &make_jpeg(640, 480, None));
+    assert_eq!((status, w, h), (200, 256, 192));
+    let cached = srv.dir.join(format!(".pidrop/thumbs/{stored}.jpg"));
+    assert!(eventually(Duration::from_secs(5), || cached.exists()));
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(srv.dir.join(&stored), make_jpeg(480, 640, None)).expect("replace");
+    let t = srv.get(&format!("/thumbnails/{stored}"));
+    assert_eq!(t.status, 200);
+    let mut dec = jpeg_decoder::Decoder::new(&t.body[..]);
+    dec.decode().expect("jpeg");
+    let info = dec.info().expect("info");
+    assert_eq!(
+        (info.width, info.height),
+        (192, 256),
+        "the new picture's thumbnail"
+    );
+}
