@@ -92,13 +92,26 @@ impl fmt::Display for ConfigError {
 /// What the command line asks for.
 pub enum Command {
     Run(Box<Config>),
+    /// `pidrop check [--repair | --rebuild] [OPTIONS]`: the consistency check by hand.
+    Check(Box<Config>, CheckMode),
     Help,
     Version,
 }
 
+/// What `pidrop check` does besides reporting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckMode {
+    /// Report only.
+    Report,
+    /// Remove data files without a row, drop rows without a file.
+    Repair,
+    /// Move the catalogue aside and make a new one from the files.
+    Rebuild,
+}
+
 pub fn help() -> String {
     let mut s = String::from(
-        "pidrop — a small, dependable file-upload server\n\nUsage: pidrop [OPTIONS]\n\nEvery option can also be set in the environment as PIDROP_<NAME> (e.g. PIDROP_MAX_SIZE=4G).\n\nOptions:\n",
+        "pidrop — a small, dependable file-upload server\n\nUsage: pidrop [OPTIONS]\n       pidrop check [--repair | --rebuild] [OPTIONS]   compare the catalogue with the files (--repair: remove files without a row, drop rows without a file; --rebuild: a new catalogue from the files)\n\nEvery option can also be set in the environment as PIDROP_<NAME> (e.g. PIDROP_MAX_SIZE=4G).\n\nOptions:\n",
     );
     for st in SETTINGS {
         let env = env_name(st.name);
@@ -122,8 +135,24 @@ where
     E: Fn(&str) -> Option<String>,
 {
     let mut values: Vec<Option<String>> = SETTINGS.iter().map(|s| env(&env_name(s.name))).collect();
-    let mut it = args.into_iter();
+    let mut it = args.into_iter().peekable();
+    let mut check = None;
+    if it.peek().map(String::as_str) == Some("check") {
+        it.next();
+        check = Some(CheckMode::Report);
+    }
     while let Some(arg) = it.next() {
+        match (arg.as_str(), check) {
+            ("--repair", Some(_)) => {
+                check = Some(CheckMode::Repair);
+                continue;
+            }
+            ("--rebuild", Some(_)) => {
+                check = Some(CheckMode::Rebuild);
+                continue;
+            }
+            _ => {}
+        }
         if arg == "--help" || arg == "-h" {
             return Ok(Command::Help);
         }
@@ -231,7 +260,7 @@ where
     if max_size == 0 {
         return Err(invalid("max-size", "0", "must be more than 0"));
     }
-    Ok(Command::Run(Box::new(Config {
+    let cfg = Box::new(Config {
         listen,
         dir: PathBuf::from(get("dir").1),
         require_mount: Some(get("require-mount").1)
@@ -258,7 +287,11 @@ where
             .filter(|d| !d.is_empty())
             .map(PathBuf::from),
         log: get("log").1,
-    })))
+    });
+    Ok(match check {
+        Some(mode) => Command::Check(cfg, mode),
+        None => Command::Run(cfg),
+    })
 }
 
 fn invalid(name: &'static str, value: &str, why: &'static str) -> ConfigError {

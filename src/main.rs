@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use config::Command;
 use routes::App;
@@ -32,6 +32,17 @@ fn main() -> ExitCode {
             println!("pidrop {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
+        Command::Check(cfg, mode) => {
+            logger::init(&cfg.log);
+            return match check(&cfg, mode) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("pidrop: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         Command::Run(cfg) => *cfg,
     };
     logger::init(&cfg.log);
@@ -48,13 +59,7 @@ fn main() -> ExitCode {
 fn run(cfg: config::Config) -> Result<(), String> {
     // Before any thread exists, so that only the signal thread ever sees SIGTERM/SIGINT.
     sys::block_termination_signals().map_err(|e| format!("cannot set up signals: {e}"))?;
-    let store = storage::Store::open(
-        &cfg.dir,
-        cfg.min_free,
-        cfg.require_mount.as_deref(),
-        cfg.checksum,
-    )
-    .map_err(|e| format!("cannot use upload directory {}: {e}", cfg.dir.display()))?;
+    let store = Arc::new(open_store(&cfg)?);
     let listener = TcpListener::bind(cfg.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
@@ -63,6 +68,7 @@ fn run(cfg: config::Config) -> Result<(), String> {
     #[cfg(feature = "thumbnails")]
     let thumbs = pidrop::thumbs::Thumbs::start(store.state_dir().join("thumbs"))
         .map_err(|e| format!("cannot start the thumbnail worker: {e}"))?;
+    let store_for_check = store.clone();
     let app = Arc::new(App {
         hosts: pidrop::hosts::Hosts::new(&cfg.hosts),
         host_refusals: pidrop::refusals::Refusals::new("request with a foreign Host"),
@@ -75,9 +81,74 @@ fn run(cfg: config::Config) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_thread(stop.clone(), bound)?;
     sys::sd_notify("READY=1");
+    spawn_background_check(store_for_check, SystemTime::now());
     http::run(listener, server_cfg, app, stop).map_err(|e| format!("server failed: {e}"))?;
     log::info!("stopped");
     Ok(())
+}
+
+/// Opens the upload dir and its catalogue; a damaged catalogue, or one from a newer pidrop, is
+/// refused with the command that makes a new one from the files.
+fn open_store(cfg: &config::Config) -> Result<storage::Store, String> {
+    storage::Store::open(
+        &cfg.dir,
+        cfg.min_free,
+        cfg.require_mount.as_deref(),
+        cfg.checksum,
+    )
+    .map_err(|e| {
+        let mut msg = format!("cannot use upload directory {}: {e}", cfg.dir.display());
+        if matches!(e, storage::OpenError::Catalogue(storage::CatalogueError::Corrupt(_) | storage::CatalogueError::Newer(_))) {
+            msg.push_str(&format!(
+                ". To make a new catalogue from the files (the old one is kept aside; original names and fields of files without a pidrop 0.1 sidecar are lost, they show their stored names): pidrop check --rebuild --dir {}",
+                cfg.dir.display()
+            ));
+        }
+        msg
+    })
+}
+
+/// `pidrop check`: reports (and with `--repair` / `--rebuild` mends) what differs between the
+/// catalogue and the files. True when nothing is left to mend.
+fn check(cfg: &config::Config, mode: config::CheckMode) -> Result<bool, String> {
+    use config::CheckMode;
+    if mode == CheckMode::Rebuild {
+        let aside = storage::move_catalogue_aside(&cfg.dir).map_err(|e| e.to_string())?;
+        if let Some(aside) = aside {
+            println!("moved the old catalogue aside as .pidrop/{aside}");
+        }
+    }
+    let store = open_store(cfg)?;
+    if mode == CheckMode::Rebuild {
+        let n = store.import_unlisted().map_err(|e| e.to_string())?;
+        println!("listed {n} file(s) again; their original names and fields are lost (they show their stored names)");
+    }
+    // A commit in flight in a running service has renamed its files but not yet written its
+    // rows: only files older than a minute are taken for leftovers.
+    let before = SystemTime::now() - Duration::from_secs(60);
+    let report = store
+        .check(mode != CheckMode::Report, before, Duration::ZERO)
+        .map_err(|e| format!("check failed: {e}"))?;
+    println!("{report}");
+    Ok(mode != CheckMode::Report || report == storage::CheckReport::default())
+}
+
+/// After start: the consistency check, slowly, in the background; logs what it repaired.
+fn spawn_background_check(store: Arc<storage::Store>, started: SystemTime) {
+    let spawned = std::thread::Builder::new()
+        .name("check".into())
+        .spawn(
+            move || match store.check(true, started, Duration::from_millis(20)) {
+                Ok(r) if r == storage::CheckReport::default() => {
+                    log::info!("consistency check: catalogue and files agree")
+                }
+                Ok(r) => log::warn!("consistency check: {r}"),
+                Err(e) => log::error!("consistency check failed: {e}"),
+            },
+        );
+    if let Err(e) = spawned {
+        log::error!("cannot start the consistency check: {e}");
+    }
 }
 
 /// The first line of standard output names the address actually bound.

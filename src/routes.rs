@@ -21,7 +21,7 @@ pub struct App {
     pub hosts: Hosts,
     /// Foreign `Host` refusals, logged as a summary.
     pub host_refusals: crate::refusals::Refusals,
-    pub store: Store,
+    pub store: std::sync::Arc<Store>,
     pub started: Instant,
     #[cfg(feature = "thumbnails")]
     pub thumbs: std::sync::Arc<crate::thumbs::Thumbs>,
@@ -302,7 +302,7 @@ impl App {
                 _ => {}
             }
         }
-        let (page, next) = self.store.list(cursor.as_ref(), limit);
+        let (page, next) = self.store.list(cursor.as_ref(), limit)?;
         let body = Obj::new()
             .raw(
                 "files",

@@ -1,5 +1,6 @@
-//! The metadata sidecar of a stored file (`.pidrop/meta/<name>.meta`): what pidrop knows of
-//! it, and the line format it is kept in — `key<TAB>value` lines, escaped, closed by an `end`
+//! What pidrop knows of a stored file ([`Meta`]), the escaped line format of its text fields in
+//! the catalogue, and pidrop 0.1's metadata sidecars (`.pidrop/meta/<name>.meta`), read once to
+//! import them. The sidecar format is kept — `key<TAB>value` lines, escaped, closed by an `end`
 //! line, so a torn or damaged file is recognised as such rather than half-read.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -57,9 +58,27 @@ fn unescape(s: &str) -> String {
     out
 }
 
+/// A file's text fields as the catalogue keeps them: `key<TAB>value` lines, escaped.
+pub(super) fn encode_fields(fields: &[(String, String)]) -> String {
+    let mut s = String::new();
+    for (k, v) in fields {
+        s.push_str(&format!("{}\t{}\n", escape(k), escape(v)));
+    }
+    s
+}
+
+pub(super) fn decode_fields(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(k, v)| (unescape(k), unescape(v)))
+        .collect()
+}
+
 const META_MAGIC: &str = "pidrop-meta 1";
 
-/// Metadata as lines of `key<TAB>value` (fields: `field<TAB>key<TAB>value`), escaped.
+/// Metadata as lines of `key<TAB>value` (fields: `field<TAB>key<TAB>value`), escaped: the
+/// format of pidrop 0.1's sidecars, written now only by tests.
+#[cfg(test)]
 pub(super) fn encode_meta(m: &Meta) -> String {
     let mut s = format!(
         "{META_MAGIC}\noriginal_name\t{}\nsize\t{}\ntype\t{}\nsha256\t{}\nuploaded_at\t{}\n",

@@ -1,29 +1,35 @@
-//! The upload directory: random names, temp → fsync → rename → fsync-dir commits, metadata
-//! sidecars, and the in-memory index that `GET /files` is served from.
+//! The upload directory: random names, temp → fsync → rename → fsync-dir commits, and the
+//! catalogue (`catalogue.rs`, SQLite) that `GET /files` is served from.
 //!
 //! Layout under `--dir`:
-//! - `<32 hex>.<ext>`: committed files, the only thing a listing ever shows;
+//! - `<32 hex>.<ext>`: committed files; listed only once their catalogue row is committed;
 //! - `.pidrop/tmp/*.part`: files being received (same filesystem, so commit is a rename);
 //!   removed on every failure path by [`TempFile`]'s `Drop`, and at start-up;
-//! - `.pidrop/meta/<name>.meta`: metadata, made durable *before* its data file is renamed into
-//!   place, so a visible file always has metadata (a crash between the two leaves an orphan
-//!   `.meta`, which start-up removes).
+//! - `.pidrop/catalogue.sqlite` (+ `-wal`, `-shm`): one row per stored file.
+//!
+//! A commit renames a request's data files into place, fsyncs the directory, then inserts all
+//! their rows in one transaction: a crash before that commit leaves data files without rows,
+//! which the consistency check (`check.rs`) removes; a request is listed wholly or not at all.
 
-use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{AppError, UploadError};
 use crate::sys::Pipe;
 
+mod catalogue;
+mod check;
 mod hasher;
 mod meta;
+mod migrate;
+pub use catalogue::{Catalogue, CatalogueError, Cursor};
+pub use check::CheckReport;
 use hasher::FileDigest;
 pub use meta::Meta;
-use meta::{decode_meta, encode_meta};
+pub use migrate::move_catalogue_aside;
 
 /// Free space is re-checked after this many bytes are written to one file (uploads in flight
 /// are covered by reservations; this notices other programs filling the disk).
@@ -34,35 +40,13 @@ const RESERVE_STEP: u64 = 1 << 20; // 1 MiB
 /// uploads of small files, are written directly and pay for no pipe.
 const STAGE_FROM: u64 = 256 << 10;
 
-#[derive(Default)]
-struct Index {
-    by_time: BTreeMap<(u128, String), Arc<Meta>>,
-    by_name: HashMap<String, u128>,
-    bytes: u64,
-}
-
-impl Index {
-    fn insert(&mut self, m: Meta) {
-        self.bytes += m.size;
-        self.by_name.insert(m.name.clone(), m.uploaded_at);
-        self.by_time
-            .insert((m.uploaded_at, m.name.clone()), Arc::new(m));
-    }
-
-    fn remove(&mut self, name: &str) -> Option<Arc<Meta>> {
-        let t = self.by_name.remove(name)?;
-        let m = self.by_time.remove(&(t, name.to_string()))?;
-        self.bytes -= m.size;
-        Some(m)
-    }
-}
-
-/// The upload directory and its index.
+/// The upload directory and its catalogue.
 pub struct Store {
     dir: PathBuf,
     mount: Option<PathBuf>,
     tmp: PathBuf,
-    meta: PathBuf,
+    state: PathBuf,
+    catalogue: Catalogue,
     min_free: u64,
     /// Bytes that uploads in flight have reserved and not yet written: `--min-free` is kept
     /// against free space less these, so concurrent uploads cannot together fill the disk.
@@ -71,7 +55,6 @@ pub struct Store {
     checksum: bool,
     /// Whether `splice(2)` into files here works (probed at start; not on every filesystem).
     splice: bool,
-    index: RwLock<Index>,
 }
 
 /// A file being received. Deleted when dropped unless it was committed.
@@ -93,6 +76,11 @@ pub struct TempFile {
 }
 
 impl TempFile {
+    /// The file was committed under its name: nothing to remove when this is dropped.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+
     /// Gives back what is reserved and not written (the file is complete, or abandoned).
     fn release_reservation(&mut self) {
         let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
@@ -169,35 +157,35 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the upload directory, removes stale temp files and orphan
-    /// metadata, and loads the index.
+    /// Opens (creating if needed) the upload directory and its catalogue, removes stale temp
+    /// files, and imports pidrop 0.1's metadata sidecars if there are any. Reads nothing per
+    /// stored file otherwise: start-up takes the same time at a million files as at none.
     pub fn open(
         dir: &Path,
         min_free: u64,
         mount: Option<&Path>,
         checksum: bool,
-    ) -> io::Result<Store> {
-        let probe = Store::check_mount_of(dir, mount);
-        if let Err(why) = probe {
-            return Err(io::Error::other(why));
-        }
+    ) -> Result<Store, OpenError> {
+        Store::check_mount_of(dir, mount).map_err(|why| OpenError::Io(io::Error::other(why)))?;
         fs::create_dir_all(dir)?;
         let state = open_state_dir(&dir.join(".pidrop"))?;
         let tmp = open_state_dir(&state.join("tmp"))?;
-        let meta = open_state_dir(&state.join("meta"))?;
+        let catalogue = Catalogue::open(&state.join(CATALOGUE_FILE))?;
         let store = Store {
             dir: dir.to_path_buf(),
             mount: mount.map(Path::to_path_buf),
             tmp,
-            meta,
+            state,
+            catalogue,
             min_free,
             reserved: Arc::new(Mutex::new(0)),
             checksum,
             splice: false,
-            index: RwLock::new(Index::default()),
         };
         store.clean_temp()?;
-        store.load()?;
+        migrate::import_sidecars(&store)?;
+        let (files, bytes) = store.catalogue.totals()?;
+        log::info!("{files} file(s), {bytes} bytes in {}", dir.display());
         let splice = store.probe_splice();
         if !splice {
             log::info!(
@@ -250,79 +238,23 @@ impl Store {
         Ok(())
     }
 
-    fn load(&self) -> io::Result<()> {
-        let mut index = Index::default();
-        for entry in fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if !is_stored_name(&name) || !entry.file_type()?.is_file() {
-                continue;
-            }
-            let fs_meta = entry.metadata()?;
-            let meta = match self.read_meta(&name) {
-                Ok(m) if m.size == fs_meta.len() => m,
-                Ok(_) | Err(_) => {
-                    log::warn!(
-                        "metadata of {name} is missing or damaged; listing it with what is known"
-                    );
-                    let mtime = fs_meta.modified().unwrap_or(UNIX_EPOCH);
-                    Meta {
-                        original_name: name.clone(),
-                        size: fs_meta.len(),
-                        mime: "application/octet-stream".to_string(),
-                        sha256: String::new(),
-                        uploaded_at: mtime
-                            .duration_since(UNIX_EPOCH)
-                            .unwrap_or_default()
-                            .as_nanos(),
-                        fields: Vec::new(),
-                        name,
-                    }
-                }
-            };
-            index.insert(meta);
-        }
-        for entry in fs::read_dir(&self.meta)? {
-            let entry = entry?;
-            let file_name = entry.file_name();
-            if !entry.file_type()?.is_file() {
-                continue; // never ours: leave it, never follow it
-            }
-            let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".meta")) else {
-                let _ = fs::remove_file(entry.path()); // a temp .meta from a crash
-                continue;
-            };
-            if !index.by_name.contains_key(name) {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-        log::info!(
-            "{} file(s), {} bytes in {}",
-            index.by_name.len(),
-            index.bytes,
-            self.dir.display()
-        );
-        if let Ok(mut idx) = self.index.write() {
-            *idx = index;
-        }
-        Ok(())
-    }
-
-    fn meta_path(&self, name: &str) -> PathBuf {
-        self.meta.join(format!("{name}.meta"))
-    }
-
-    fn read_meta(&self, name: &str) -> io::Result<Meta> {
-        let text = fs::read_to_string(self.meta_path(name))?;
-        decode_meta(name, &text)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad metadata"))
-    }
-
-    /// `.pidrop/` inside the upload dir: pidrop's own files (temp, metadata, thumbnails).
+    /// `.pidrop/` inside the upload dir: pidrop's own files (temp, catalogue, thumbnails).
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.join(".pidrop")
+        self.state.clone()
+    }
+
+    /// The upload directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// Gives every stored file without a row one, with what the file tells (`check --rebuild`).
+    pub fn import_unlisted(&self) -> Result<usize, OpenError> {
+        migrate::import_dir(self, None)
     }
 
     /// Free bytes on the upload filesystem.
@@ -544,97 +476,67 @@ impl Store {
         Ok(Staged { temp, meta })
     }
 
-    /// Commits staged files: metadata durable first, then each data file renamed into place,
-    /// then the directory fsynced; only then are they listed. On error, nothing is listed and
-    /// every temp file is removed.
+    /// Commits staged files: each data file renamed into place, the directory fsynced, then
+    /// all their rows in one catalogue transaction (durable when it returns: WAL with
+    /// `synchronous = FULL`). Only then are they listed. On error nothing is listed and every
+    /// data file is removed.
     pub fn commit(&self, staged: Vec<Staged>) -> Result<Vec<Arc<Meta>>, AppError> {
         if staged.is_empty() {
             return Ok(Vec::new());
         }
-        let mut written_meta = Vec::new();
-        let result = (|| -> io::Result<()> {
-            for s in &staged {
-                let final_path = self.meta_path(&s.meta.name);
-                let tmp_path = self.meta.join(format!("{}.meta.tmp", s.meta.name));
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&tmp_path)?;
-                f.write_all(encode_meta(&s.meta).as_bytes())?;
-                f.sync_all()?;
-                fs::rename(&tmp_path, &final_path)?;
-                written_meta.push(final_path);
-            }
-            sync_dir(&self.meta)?;
+        let placed = (|| -> io::Result<()> {
             for s in &staged {
                 fs::rename(&s.temp.path, self.dir.join(&s.meta.name))?;
             }
             sync_dir(&self.dir)
         })();
-        if let Err(e) = result {
+        let metas: Vec<Meta> = staged.iter().map(|s| s.meta.clone()).collect();
+        let listed = placed
+            .map_err(AppError::Storage)
+            .and_then(|()| self.catalogue.insert_all(&metas).map_err(catalogue_error));
+        if let Err(e) = listed {
             for s in &staged {
                 let _ = fs::remove_file(self.dir.join(&s.meta.name));
-                let _ = fs::remove_file(self.meta.join(format!("{}.meta.tmp", s.meta.name)));
             }
-            for p in written_meta {
-                let _ = fs::remove_file(p);
-            }
-            return Err(AppError::Storage(e));
+            return Err(e);
         }
-        let mut out = Vec::with_capacity(staged.len());
-        let mut index = self.index.write().map_err(|_| AppError::Internal)?;
-        for mut s in staged {
-            s.temp.kept = true;
-            index.insert(s.meta.clone());
-            out.push(Arc::new(s.meta));
+        for s in staged {
+            s.temp.keep();
         }
-        Ok(out)
+        Ok(metas.into_iter().map(Arc::new).collect())
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Meta>> {
-        let index = self.index.read().ok()?;
-        let t = index.by_name.get(name)?;
-        index.by_time.get(&(*t, name.to_string())).cloned()
+        match self.catalogue.get(name) {
+            Ok(m) => m.map(Arc::new),
+            Err(e) => {
+                log::error!("catalogue lookup of {name} failed: {e}");
+                None
+            }
+        }
     }
 
     pub fn path_of(&self, meta: &Meta) -> PathBuf {
         self.dir.join(&meta.name)
     }
 
-    /// Newest first, `limit` (at least 1) at most, after `cursor` (from a previous page).
-    pub fn list(&self, cursor: Option<&Cursor>, limit: usize) -> (Vec<Arc<Meta>>, Option<String>) {
-        let limit = limit.max(1);
-        let Ok(index) = self.index.read() else {
-            return (Vec::new(), None);
-        };
-        let upper = cursor.map(|c| (c.0, c.1.clone()));
-        let page: Vec<Arc<Meta>> = match upper {
-            Some(key) => index
-                .by_time
-                .range(..key)
-                .rev()
-                .take(limit + 1)
-                .map(|(_, m)| m.clone())
-                .collect(),
-            None => index
-                .by_time
-                .values()
-                .rev()
-                .take(limit + 1)
-                .cloned()
-                .collect(),
-        };
-        if page.len() > limit {
-            let last = &page[limit - 1];
-            let next = format!("{}-{}", last.uploaded_at, last.name);
-            (page[..limit].to_vec(), Some(next))
-        } else {
-            (page, None)
-        }
+    /// Newest first, `limit` (at least 1) at most, after `cursor` (from a previous page); and
+    /// the cursor of the next page as `<nanoseconds>-<name>`.
+    pub fn list(
+        &self,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<(Vec<Arc<Meta>>, Option<String>), AppError> {
+        let (page, next) = self
+            .catalogue
+            .list(cursor, limit)
+            .map_err(catalogue_error)?;
+        let next = next.map(|Cursor(t, name)| format!("{t}-{name}"));
+        Ok((page.into_iter().map(Arc::new).collect(), next))
     }
 
-    /// Removes a file and its metadata. `Ok(false)` if there was no such file. The data file
-    /// goes first: if it cannot be removed, the file stays listed (nothing is left unlisted).
+    /// Removes a file and its row. `Ok(false)` if there was no such file. The data file goes
+    /// first: if it cannot be removed, the file stays listed (nothing is left unlisted).
     pub fn delete(&self, name: &str) -> Result<bool, AppError> {
         let Some(meta) = self.get(name) else {
             return Ok(false);
@@ -644,25 +546,14 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(AppError::Storage(e)),
         }
-        let removed = self
-            .index
-            .write()
-            .map_err(|_| AppError::Internal)?
-            .remove(name);
-        if removed.is_none() {
-            return Ok(false); // a concurrent delete got there first
-        }
-        let _ = fs::remove_file(self.meta_path(&meta.name));
+        let removed = self.catalogue.delete(name).map_err(catalogue_error)?;
         sync_dir(&self.dir).map_err(AppError::Storage)?;
-        Ok(true)
+        Ok(removed)
     }
 
-    /// (files, bytes) in the index.
+    /// (files, bytes) in the catalogue.
     pub fn totals(&self) -> (u64, u64) {
-        self.index
-            .read()
-            .map(|i| (i.by_name.len() as u64, i.bytes))
-            .unwrap_or((0, 0))
+        self.catalogue.totals().unwrap_or((0, 0))
     }
 
     /// Whether a file can be created in the temp directory right now.
@@ -675,20 +566,43 @@ impl Store {
     }
 }
 
-/// A listing position: the upload time and name of the last file of the previous page.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Cursor(u128, String);
+/// The catalogue's file name in the state dir.
+pub const CATALOGUE_FILE: &str = "catalogue.sqlite";
 
-impl Cursor {
-    /// `<nanoseconds>-<stored name>`, as `list` hands it out; anything else is `None`.
-    pub fn parse(c: &str) -> Option<Cursor> {
-        let (t, name) = c.split_once('-')?;
-        let t = t
-            .parse()
-            .ok()
-            .filter(|_| t.bytes().all(|b| b.is_ascii_digit()))?;
-        is_stored_name(name).then(|| Cursor(t, name.to_string()))
+/// Why the upload directory cannot be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    Io(io::Error),
+    Catalogue(CatalogueError),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Io(e) => e.fmt(f),
+            OpenError::Catalogue(e) => e.fmt(f),
+        }
     }
+}
+
+impl From<io::Error> for OpenError {
+    fn from(e: io::Error) -> Self {
+        OpenError::Io(e)
+    }
+}
+
+impl From<CatalogueError> for OpenError {
+    fn from(e: CatalogueError) -> Self {
+        OpenError::Catalogue(e)
+    }
+}
+
+/// A catalogue failure while serving: not the client's fault.
+fn catalogue_error(e: CatalogueError) -> AppError {
+    if e.is_disk_full() {
+        return AppError::Storage(io::Error::from_raw_os_error(libc::ENOSPC));
+    }
+    AppError::Storage(io::Error::other(e))
 }
 
 /// Makes (if missing) and checks one of pidrop's state directories inside the upload dir. It
@@ -796,7 +710,8 @@ mod tests {
             "temp files removed"
         );
         // A limit of 0 is one file, never a panic; an empty store has no next page.
-        assert_eq!(store.list(None, 0), (Vec::new(), None));
+        let (page, next) = store.list(None, 0).expect("list");
+        assert!(page.is_empty() && next.is_none());
         assert_eq!(
             Cursor::parse("12-0123456789abcdef0123456789abcdef.jpg").map(|c| c.0),
             Some(12)

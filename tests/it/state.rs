@@ -99,32 +99,33 @@ fn malformed_cursors_and_limits_are_answered_not_ignored() {
     assert_eq!(rest["files"].as_array().map(Vec::len), Some(2));
 }
 
-/// A metadata write that fails (the disk filled up by the data file itself) leaves no
-/// `.meta.tmp` behind, nor the data file: 507, and the disk as it was.
+/// A catalogue commit that fails (the disk filled up by the data file itself) leaves nothing
+/// behind: 507, the data file removed, nothing listed.
 #[test]
-fn a_failed_metadata_write_leaves_nothing_behind() {
+fn a_failed_catalogue_write_leaves_nothing_behind() {
     let srv = Server::start_on_tmpfs("2m", &["--allow", "*", "--min-free", "0"]);
     let free = srv.get("/healthz").json()["free_bytes"]
         .as_u64()
         .expect("free");
-    // Exactly the free space: the data fits, its metadata cannot.
+    // Exactly the free space: the data fits, its catalogue row cannot.
     let data = bytes(5, usize::try_from(free).expect("small"));
     let r = request(srv.addr, "PUT", "/upload/fill.bin", &[], &data);
     assert_eq!(r.status, 507, "{}", r.text());
     // The tmpfs is mounted in the server's own mount namespace: look through its root.
     let inside = std::path::PathBuf::from(format!("/proc/{}/root", srv.pid()));
-    let meta_dir = inside
-        .join(srv.dir.strip_prefix("/").expect("absolute"))
-        .join(".pidrop/meta");
-    let left: Vec<_> = std::fs::read_dir(&meta_dir)
-        .expect("meta dir")
+    let dir = inside.join(srv.dir.strip_prefix("/").expect("absolute"));
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
         .flatten()
         .map(|e| e.file_name())
         .collect();
-    assert!(left.is_empty(), "left in meta: {left:?}");
-    assert!(srv.stored_files().is_empty() && srv.temp_files().is_empty());
-    assert_eq!(
-        srv.get("/healthz").json()["free_bytes"].as_u64(),
-        Some(free)
-    );
+    assert_eq!(names, [".pidrop"], "only pidrop's state is left");
+    assert!(std::fs::read_dir(dir.join(".pidrop/tmp"))
+        .expect("tmp")
+        .next()
+        .is_none());
+    assert_eq!(srv.get("/healthz").json()["files"], 0);
+    // And once there is room again, uploads work.
+    let ok = request(srv.addr, "PUT", "/upload/small.txt", &[], b"fits");
+    assert_eq!(ok.status, 201, "{}", ok.text());
 }

@@ -1,0 +1,97 @@
+//! The consistency check between the catalogue and the upload dir: data files without a row
+//! (a crash between a commit's renames and its transaction) and rows without a data file (a
+//! file removed by hand). Run in the background after every start, slowly, and by hand with
+//! `pidrop check [--repair]`.
+//!
+//! Only files older than `before` are removed: a commit in flight has renamed its files but
+//! not yet written its rows, and those files are newer than the start that launched the check.
+
+use std::fs;
+use std::io;
+use std::time::{Duration, SystemTime};
+
+use super::{is_stored_name, Store};
+
+/// Entries looked at between two pauses of the background check.
+const STEP: usize = 256;
+
+/// What a check found, and what it repaired.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    pub files_without_row: u64,
+    pub rows_without_file: u64,
+    pub removed_files: u64,
+    pub dropped_rows: u64,
+}
+
+impl std::fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} data file(s) without a catalogue row ({} removed), {} row(s) without a data file ({} dropped)",
+            self.files_without_row, self.removed_files, self.rows_without_file, self.dropped_rows
+        )
+    }
+}
+
+impl Store {
+    /// Walks the upload dir and the catalogue; with `repair`, removes data files without a row
+    /// (older than `before`) and drops rows without a file. Sleeps `pace` every few hundred
+    /// entries, so the background run never competes with uploads on an SD card.
+    pub fn check(
+        &self,
+        repair: bool,
+        before: SystemTime,
+        pace: Duration,
+    ) -> io::Result<CheckReport> {
+        let mut report = CheckReport::default();
+        for (i, entry) in fs::read_dir(&self.dir)?.enumerate() {
+            pause(i, pace);
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if !is_stored_name(&name) || !entry.file_type()?.is_file() {
+                continue;
+            }
+            if self.catalogue.contains(&name).map_err(io::Error::other)? {
+                continue;
+            }
+            report.files_without_row += 1;
+            let old = entry.metadata()?.modified().is_ok_and(|t| t < before);
+            if repair && old && fs::remove_file(entry.path()).is_ok() {
+                log::warn!("removed {name}: a data file without a catalogue row (an upload cut off by a crash)");
+                report.removed_files += 1;
+            }
+        }
+        let mut after = String::new();
+        let mut i = 0;
+        loop {
+            let names = self
+                .catalogue
+                .names_after(&after, STEP)
+                .map_err(io::Error::other)?;
+            let Some(last) = names.last() else { break };
+            after = last.clone();
+            for name in names {
+                pause(i, pace);
+                i += 1;
+                if fs::symlink_metadata(self.dir.join(&name)).is_ok() {
+                    continue;
+                }
+                report.rows_without_file += 1;
+                if repair && self.catalogue.delete(&name).map_err(io::Error::other)? {
+                    log::warn!("dropped the catalogue row of {name}: its data file is gone");
+                    report.dropped_rows += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn pause(i: usize, pace: Duration) {
+    if i > 0 && i.is_multiple_of(STEP) && !pace.is_zero() {
+        std::thread::sleep(pace);
+    }
+}
