@@ -487,8 +487,11 @@ impl Store {
         let placed = (|| -> io::Result<()> {
             for s in &staged {
                 fs::rename(&s.temp.path, self.dir.join(&s.meta.name))?;
+                crash_point("renamed-one");
             }
-            sync_dir(&self.dir)
+            sync_dir(&self.dir)?;
+            crash_point("renamed-all");
+            Ok(())
         })();
         let metas: Vec<Meta> = staged.iter().map(|s| s.meta.clone()).collect();
         let listed = placed
@@ -500,6 +503,7 @@ impl Store {
             }
             return Err(e);
         }
+        crash_point("committed");
         for s in staged {
             s.temp.keep();
         }
@@ -564,6 +568,17 @@ impl Store {
         let _ = fs::remove_file(&probe);
         r.map_err(|e| e.to_string())
     }
+}
+
+/// Debug builds (the integration tests' binary) only: `PIDROP_DEBUG_CRASH=<point>` aborts the
+/// process at that point of a commit, as a power cut or `kill -9` would, so the tests can check
+/// what a restart makes of every step. Release builds have no such switch.
+fn crash_point(point: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("PIDROP_DEBUG_CRASH").is_ok_and(|p| p == point) {
+        std::process::abort();
+    }
+    let _ = point;
 }
 
 /// The catalogue's file name in the state dir.

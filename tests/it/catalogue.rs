@@ -177,3 +177,43 @@ fn check_reports_and_repairs_by_hand() {
         String::from_utf8_lossy(&again.stdout)
     );
 }
+
+/// A three-file multipart request killed at every step of its commit: after a restart it is
+/// listed wholly or not at all, and no data file is left without a row.
+#[test]
+fn a_multipart_commit_cut_at_any_point_is_all_or_nothing() {
+    for (point, listed) in [("renamed-one", 0), ("renamed-all", 0), ("committed", 3)] {
+        let mut srv = Server::start_with_env(&[], &[("PIDROP_DEBUG_CRASH", point)]);
+        let form = Form::new()
+            .field("album", "crash")
+            .file("a", "a.txt", "text/plain", b"one")
+            .file("b", "b.txt", "text/plain", b"two")
+            .file("c", "c.txt", "text/plain", b"three");
+        let (ct, body) = form.finish();
+        let mut s = connect(srv.addr);
+        let _ = std::io::Write::write_all(&mut s, &upload_head(&ct, body.len(), true));
+        let _ = std::io::Write::write_all(&mut s, &body);
+        let answer = read_response(&mut std::io::BufReader::new(&s), false);
+        assert!(
+            answer.is_none(),
+            "{point}: the process died before answering"
+        );
+        assert!(
+            eventually(Duration::from_secs(5), || !srv.alive()),
+            "{point}: aborted"
+        );
+        srv.restart(); // without the crash switch
+        let files = srv.get("/files").json()["files"]
+            .as_array()
+            .expect("files")
+            .len();
+        assert_eq!(files, listed, "{point}");
+        assert!(
+            eventually(Duration::from_secs(10), || srv.stored_files().len()
+                == listed),
+            "{point}: data files without rows are removed: {:?}",
+            srv.stored_files()
+        );
+        assert!(srv.temp_files().is_empty(), "{point}");
+    }
+}
