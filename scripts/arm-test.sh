@@ -53,8 +53,9 @@ for t in "${targets[@]}"; do
   echo "== unit tests on $t under $qemu"
   case "$t" in
     aarch64-unknown-linux-musl)
-      env "CARGO_TARGET_${upper}_LINKER=rust-lld" "CARGO_TARGET_${upper}_RUNNER=$qemu" \
-        cargo test --locked --release --target "$t" --lib
+      export PATH="$VENV/bin:$PATH"
+      env "CARGO_TARGET_${upper}_RUNNER=$qemu" \
+        cargo-zigbuild test --locked --release --target "$t" --lib
       ;;
     *)
       export PATH="$VENV/bin:$PATH"

@@ -2,13 +2,13 @@
 # Docker-free static builds for the Raspberry Pi. With no argument, builds all three targets;
 # each binary lands at target/<triple>/release/pidrop.
 #
-#   aarch64-unknown-linux-musl      Pi 3/4/5 on 64-bit Pi OS     (rustup's std, rust-lld)
+#   aarch64-unknown-linux-musl      Pi 3/4/5 on 64-bit Pi OS     (rustup's std, zig as C toolchain)
 #   armv7-unknown-linux-musleabihf  Pi 2/3/4 on 32-bit Pi OS     (build-std, zig as C toolchain)
 #   arm-unknown-linux-musleabihf    Pi Zero/Zero W/1 (ARMv6)     (build-std, zig as C toolchain)
 #
 # rustup serves the standard library only for aarch64 musl here, so the two 32-bit targets build
-# std from source (-Zbuild-std, which needs RUSTC_BOOTSTRAP=1 on the pinned stable toolchain) and
-# link with zig through cargo-zigbuild. Debian's armhf gcc cannot be used: its CRT objects are
+# std from source (-Zbuild-std, which needs RUSTC_BOOTSTRAP=1 on the pinned stable toolchain).
+# All three compile their C (the bundled SQLite) and link with zig through cargo-zigbuild. Debian's armhf gcc cannot be used: its CRT objects are
 # ARMv7 code and would crash a Pi Zero. The flags live here, not in .cargo/config.toml, so they
 # never touch host builds. Set EXTRA_CARGO_ARGS to pass more (e.g. --no-default-features).
 set -euo pipefail
@@ -32,9 +32,9 @@ for t in "${targets[@]}"; do
   echo "== building $t"
   case "$t" in
     aarch64-unknown-linux-musl)
+      need_zig
       rustup target add "$t" >/dev/null
-      CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
-        cargo build --locked --release --target "$t" ${EXTRA_CARGO_ARGS:-}
+      cargo zigbuild --locked --release --target "$t" ${EXTRA_CARGO_ARGS:-}
       ;;
     armv7-unknown-linux-musleabihf|arm-unknown-linux-musleabihf)
       need_zig

@@ -23,7 +23,7 @@ use super::meta::{decode_fields, encode_fields, Meta};
 /// The schema this pidrop writes and reads.
 const SCHEMA_VERSION: i64 = 1;
 /// SQLite's page cache, per connection.
-const CACHE_KIB: i64 = 512;
+const CACHE_KIB: i64 = 256;
 /// Wait this long for a lock held by another process (`pidrop check` next to the service).
 const BUSY_MS: u64 = 5_000;
 
