@@ -162,40 +162,22 @@ impl Catalogue {
 
     /// Adds files in one transaction: all of them are listed, or none.
     pub fn insert_all(&self, metas: &[Meta]) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut st = tx.prepare(
-                "INSERT INTO files (name, original_name, size, mime, sha256, uploaded_at, fields)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for m in metas {
-                st.execute(params![
-                    m.name,
-                    m.original_name,
-                    to_i64(u128::from(m.size)),
-                    m.mime,
-                    m.sha256,
-                    to_i64(m.uploaded_at),
-                    encode_fields(&m.fields)
-                ])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.insert(metas, "INSERT").map(|_| ())
     }
 
     /// Adds what is not there yet, in one transaction (imports: a second run adds nothing).
     pub fn import(&self, metas: &[Meta]) -> Result<usize> {
+        self.insert(metas, "INSERT OR IGNORE")
+    }
+
+    fn insert(&self, metas: &[Meta], verb: &str) -> Result<usize> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let mut added = 0;
         {
-            let mut st = tx.prepare(
-                "INSERT OR IGNORE INTO files
-                 (name, original_name, size, mime, sha256, uploaded_at, fields)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
+            let mut st = tx.prepare(&format!(
+                "{verb} INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ))?;
             for m in metas {
                 added += st.execute(params![
                     m.name,

@@ -82,10 +82,7 @@ fn an_import_cut_short_finishes_on_the_next_start_without_duplicates() {
 fn a_damaged_catalogue_is_refused_and_rebuilt_from_the_files() {
     let srv = Server::start(&[]);
     let put = request(srv.addr, "PUT", "/upload/a.txt", &[], b"hello");
-    let name = put.json()["files"][0]["name"]
-        .as_str()
-        .expect("name")
-        .to_string();
+    let name = name_of(&put);
     let dir = srv.dir.clone();
     let mut srv = srv;
     srv.kill9();
@@ -133,10 +130,7 @@ fn a_damaged_catalogue_is_refused_and_rebuilt_from_the_files() {
 fn check_reports_and_repairs_by_hand() {
     let mut srv = Server::start(&[]);
     let put = request(srv.addr, "PUT", "/upload/a.txt", &[], b"hello");
-    let name = put.json()["files"][0]["name"]
-        .as_str()
-        .expect("name")
-        .to_string();
+    let name = name_of(&put);
     srv.kill9();
     let dir = srv.dir.clone();
     std::fs::remove_file(dir.join(&name)).expect("rm by hand");

@@ -505,3 +505,11 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// The stored name of the first file in an upload's answer.
+pub fn name_of(resp: &Resp) -> String {
+    resp.json()["files"][0]["name"]
+        .as_str()
+        .expect("a stored name")
+        .to_string()
+}

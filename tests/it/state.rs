@@ -47,10 +47,7 @@ fn symlinked_state_dirs_are_refused_and_their_targets_untouched() {
 fn a_delete_that_cannot_remove_the_file_keeps_it_listed() {
     let srv = Server::start(&[]);
     let put = request(srv.addr, "PUT", "/upload/a.txt", &[], b"hello");
-    let name = put.json()["files"][0]["name"]
-        .as_str()
-        .expect("name")
-        .to_string();
+    let name = name_of(&put);
     // Root may unlink anything, so make the unlink itself fail: a non-empty directory in place.
     let path = srv.dir.join(&name);
     std::fs::remove_file(&path).expect("rm");

@@ -117,10 +117,7 @@ fn png_bomb(w: u32, h: u32) -> Vec<u8> {
 fn thumb_of(srv: &Server, name: &str, data: &[u8]) -> (u16, u16, u16, Vec<u8>, String) {
     let resp = request(srv.addr, "PUT", &format!("/upload/{name}"), &[], data);
     assert_eq!(resp.status, 201, "{name}: {}", resp.text());
-    let stored = resp.json()["files"][0]["name"]
-        .as_str()
-        .expect("name")
-        .to_string();
+    let stored = name_of(&resp);
     let t = srv.get(&format!("/thumbnails/{stored}"));
     if t.status != 200 {
         return (t.status, 0, 0, Vec::new(), stored);
@@ -256,10 +253,7 @@ fn a_decoder_panic_costs_one_thumbnail_only() {
     }
     // The worker's own panic (after an upload) is caught too: the listing stops advertising it.
     let put = request(srv.addr, "PUT", "/upload/b.gif", &[], &make_gif(32, 32));
-    let name = put.json()["files"][0]["name"]
-        .as_str()
-        .expect("name")
-        .to_string();
+    let name = name_of(&put);
     assert!(eventually(Duration::from_secs(5), || {
         let list = srv.get("/files").json();
         let b = list["files"]
@@ -288,12 +282,7 @@ fn a_slow_thumbnail_never_holds_request_workers() {
             &[],
             &make_png(64, 64),
         );
-        names.push(
-            r.json()["files"][0]["name"]
-                .as_str()
-                .expect("name")
-                .to_string(),
-        );
+        names.push(name_of(&r));
     }
     let addr = srv.addr;
     let started = std::time::Instant::now();

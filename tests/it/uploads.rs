@@ -296,12 +296,7 @@ fn listing_is_newest_first_and_paged() {
             format!("file {i}").as_bytes(),
         );
         assert_eq!(resp.status, 201);
-        names.push(
-            resp.json()["files"][0]["name"]
-                .as_str()
-                .expect("name")
-                .to_string(),
-        );
+        names.push(name_of(&resp));
     }
     let page1 = srv.get("/files?limit=2").json();
     let got: Vec<&str> = page1["files"]
@@ -512,10 +507,7 @@ fn a_restart_keeps_the_listing_and_cleans_up() {
     assert_eq!(resp.status, 201);
     let before = srv.get("/files").json()["files"].clone();
     let resp2 = request(srv.addr, "PUT", "/upload/b.txt", &[], b"bbb");
-    let name2 = resp2.json()["files"][0]["name"]
-        .as_str()
-        .expect("name")
-        .to_string();
+    let name2 = name_of(&resp2);
     // A stale temp file from a crash; a data file whose commit never reached the catalogue
     // (a crash between the rename and the transaction); a file removed by hand.
     std::fs::write(srv.dir.join(".pidrop/tmp/deadbeef.part"), b"partial").expect("stale");
