@@ -591,14 +591,13 @@ fn access_log_has_one_line_per_request_without_query_strings() {
     let srv = Server::start(&[]);
     let _ = srv.get("/files?token=supersecret&limit=1");
     let _ = srv.get("/nothing-here");
-    assert!(eventually(Duration::from_secs(2), || srv
-        .log_text()
-        .contains("\"GET /nothing-here\" 404")));
+    // A request's line is written after its answer: wait for both, in either order.
+    assert!(eventually(Duration::from_secs(2), || {
+        let log = srv.log_text();
+        log.contains("\"GET /nothing-here\" 404")
+            && log.contains("127.0.0.1 \"GET /files\" 200 in=0 out=")
+    }));
     let log = srv.log_text();
-    assert!(
-        log.contains("127.0.0.1 \"GET /files\" 200 in=0 out="),
-        "{log}"
-    );
     assert!(!log.contains("supersecret"));
 }
 
