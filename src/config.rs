@@ -10,39 +10,71 @@ use std::time::Duration;
 use crate::http::{HeadLimits, MinRate, ServerConfig};
 use crate::validate::AllowList;
 
-/// One setting: flag name (without `--`), default, help text.
+/// Every setting, named in code: a misspelt key does not compile, where a string look-up
+/// would read another setting silently. Each has exactly one row in `SETTINGS` (tested).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Key {
+    Listen,
+    Dir,
+    RequireMount,
+    MaxSize,
+    MaxRequest,
+    Allow,
+    MinFree,
+    Checksum,
+    Hosts,
+    Origins,
+    Workers,
+    Queue,
+    PerClient,
+    MaxHead,
+    MaxHeaders,
+    HeaderTimeout,
+    BodyTimeout,
+    MinRate,
+    KeepaliveTimeout,
+    WriteTimeout,
+    ShutdownTimeout,
+    MaxParts,
+    MaxField,
+    StaticDir,
+    Log,
+}
+
+/// One setting: its key, flag name (without `--`), default, help text.
 struct Setting {
+    key: Key,
     name: &'static str,
     default: &'static str,
     help: &'static str,
 }
 
 const SETTINGS: &[Setting] = &[
-    Setting { name: "listen", default: "0.0.0.0:8080", help: "address and port to serve on; port 0 picks a free one" },
-    Setting { name: "dir", default: "./uploads", help: "upload directory (created if missing)" },
-    Setting { name: "require-mount", default: "", help: "refuse to start or store uploads unless --dir is on this mounted filesystem (e.g. /mnt/usb)" },
-    Setting { name: "max-size", default: "16G", help: "largest file accepted (units: K, M, G, T; powers of 1024)" },
-    Setting { name: "max-request", default: "64G", help: "largest request body (all files of one multipart POST)" },
-    Setting { name: "allow", default: "default", help: "allowed extensions, comma-separated; 'default' for photos, video, audio, documents, text and archives; '*' for any" },
-    Setting { name: "min-free", default: "256M", help: "free space that must remain on the upload filesystem" },
-    Setting { name: "checksum", default: "sha256", help: "sha256 of every upload (in the JSON and metadata), or off: on a Pi without SHA instructions hashing can be the bottleneck" },
-    Setting { name: "hosts", default: "", help: "extra host names this server answers to besides its own names and addresses (comma-separated, e.g. a reverse proxy's public name); '*' turns the Host check off" },
-    Setting { name: "origins", default: "", help: "extra origins allowed to upload/delete (comma-separated, e.g. http://nas.local:8080)" },
-    Setting { name: "workers", default: "16", help: "worker threads (each serves one connection at a time)" },
-    Setting { name: "queue", default: "64", help: "accepted connections waiting for a worker; beyond this new ones get 503" },
-    Setting { name: "per-client", default: "8", help: "connections one client address may hold (queued or served); beyond this 429" },
-    Setting { name: "max-head", default: "8K", help: "request line + headers size limit (414/431)" },
-    Setting { name: "max-headers", default: "64", help: "number of request headers allowed (431)" },
-    Setting { name: "header-timeout", default: "10s", help: "total time to receive a request head (408)" },
-    Setting { name: "body-timeout", default: "30s", help: "longest pause between two reads of a request body" },
-    Setting { name: "min-rate", default: "1K/30s", help: "slowest an upload may arrive, per second averaged over a window (408 below it); 'off' for no minimum. A phone on weak Wi-Fi sends 50K or more" },
-    Setting { name: "keepalive-timeout", default: "5s", help: "how long an idle keep-alive connection is kept" },
-    Setting { name: "write-timeout", default: "30s", help: "longest a response write may block" },
-    Setting { name: "shutdown-timeout", default: "10s", help: "on SIGTERM, how long in-flight requests may run" },
-    Setting { name: "max-parts", default: "1000", help: "parts in one multipart body" },
-    Setting { name: "max-field", default: "64K", help: "size of one text field in a multipart body" },
-    Setting { name: "static-dir", default: "", help: "serve an edited copy of the page (index.html, app.js, style.css) from this directory instead of the embedded one" },
-    Setting { name: "log", default: "info", help: "log level: error, warn, info, debug, trace (RUST_LOG also works)" },
+    Setting { key: Key::Listen, name: "listen", default: "0.0.0.0:8080", help: "address and port to serve on; port 0 picks a free one" },
+    Setting { key: Key::Dir, name: "dir", default: "./uploads", help: "upload directory (created if missing)" },
+    Setting { key: Key::RequireMount, name: "require-mount", default: "", help: "refuse to start or store uploads unless --dir is on this mounted filesystem (e.g. /mnt/usb)" },
+    Setting { key: Key::MaxSize, name: "max-size", default: "16G", help: "largest file accepted (units: K, M, G, T; powers of 1024)" },
+    Setting { key: Key::MaxRequest, name: "max-request", default: "64G", help: "largest request body (all files of one multipart POST)" },
+    Setting { key: Key::Allow, name: "allow", default: "default", help: "allowed extensions, comma-separated; 'default' for photos, video, audio, documents, text and archives; '*' for any" },
+    Setting { key: Key::MinFree, name: "min-free", default: "256M", help: "free space that must remain on the upload filesystem" },
+    Setting { key: Key::Checksum, name: "checksum", default: "sha256", help: "sha256 of every upload (in the JSON and metadata), or off: on a Pi without SHA instructions hashing can be the bottleneck" },
+    Setting { key: Key::Hosts, name: "hosts", default: "", help: "extra host names this server answers to besides its own names and addresses (comma-separated, e.g. a reverse proxy's public name); '*' turns the Host check off" },
+    Setting { key: Key::Origins, name: "origins", default: "", help: "extra origins allowed to upload/delete (comma-separated, e.g. http://nas.local:8080)" },
+    Setting { key: Key::Workers, name: "workers", default: "16", help: "worker threads (each serves one connection at a time)" },
+    Setting { key: Key::Queue, name: "queue", default: "64", help: "accepted connections waiting for a worker; beyond this new ones get 503" },
+    Setting { key: Key::PerClient, name: "per-client", default: "8", help: "connections one client address may hold (queued or served); beyond this 429" },
+    Setting { key: Key::MaxHead, name: "max-head", default: "8K", help: "request line + headers size limit (414/431)" },
+    Setting { key: Key::MaxHeaders, name: "max-headers", default: "64", help: "number of request headers allowed (431)" },
+    Setting { key: Key::HeaderTimeout, name: "header-timeout", default: "10s", help: "total time to receive a request head (408)" },
+    Setting { key: Key::BodyTimeout, name: "body-timeout", default: "30s", help: "longest pause between two reads of a request body" },
+    Setting { key: Key::MinRate, name: "min-rate", default: "1K/30s", help: "slowest an upload may arrive, per second averaged over a window (408 below it); 'off' for no minimum. A phone on weak Wi-Fi sends 50K or more" },
+    Setting { key: Key::KeepaliveTimeout, name: "keepalive-timeout", default: "5s", help: "how long an idle keep-alive connection is kept" },
+    Setting { key: Key::WriteTimeout, name: "write-timeout", default: "30s", help: "longest a response write may block" },
+    Setting { key: Key::ShutdownTimeout, name: "shutdown-timeout", default: "10s", help: "on SIGTERM, how long in-flight requests may run" },
+    Setting { key: Key::MaxParts, name: "max-parts", default: "1000", help: "parts in one multipart body" },
+    Setting { key: Key::MaxField, name: "max-field", default: "64K", help: "size of one text field in a multipart body" },
+    Setting { key: Key::StaticDir, name: "static-dir", default: "", help: "serve an edited copy of the page (index.html, app.js, style.css) from this directory instead of the embedded one" },
+    Setting { key: Key::Log, name: "log", default: "info", help: "log level: error, warn, info, debug, trace (RUST_LOG also works)" },
 ];
 
 /// The validated configuration.
@@ -134,7 +166,33 @@ where
     I: IntoIterator<Item = String>,
     E: Fn(&str) -> Option<String>,
 {
-    let mut values: Vec<Option<String>> = SETTINGS.iter().map(|s| env(&env_name(s.name))).collect();
+    let (check, values) = match read_args(args, env)? {
+        Args::Done(cmd) => return Ok(cmd),
+        Args::Values(check, values) => (check, values),
+    };
+    let cfg = Box::new(build(&values)?);
+    Ok(match check {
+        Some(mode) => Command::Check(cfg, mode),
+        None => Command::Run(cfg),
+    })
+}
+
+/// What the command line says before its values are typed.
+enum Args {
+    /// `--help` or `--version`: nothing else matters.
+    Done(Command),
+    Values(Option<CheckMode>, Values),
+}
+
+fn read_args<I, E>(args: I, env: E) -> Result<Args, ConfigError>
+where
+    I: IntoIterator<Item = String>,
+    E: Fn(&str) -> Option<String>,
+{
+    let mut raw: Vec<String> = SETTINGS
+        .iter()
+        .map(|s| env(&env_name(s.name)).unwrap_or_else(|| s.default.to_string()))
+        .collect();
     let mut it = args.into_iter().peekable();
     let mut check = None;
     if it.peek().map(String::as_str) == Some("check") {
@@ -143,154 +201,176 @@ where
     }
     while let Some(arg) = it.next() {
         match (arg.as_str(), check) {
-            ("--repair", Some(_)) => {
-                check = Some(CheckMode::Repair);
-                continue;
+            ("--help" | "-h", _) => return Ok(Args::Done(Command::Help)),
+            ("--version" | "-V", _) => return Ok(Args::Done(Command::Version)),
+            ("--repair", Some(_)) => check = Some(CheckMode::Repair),
+            ("--rebuild", Some(_)) => check = Some(CheckMode::Rebuild),
+            _ => {
+                let (i, value) = flag_value(&arg, &mut it)?;
+                raw[i] = value;
             }
-            ("--rebuild", Some(_)) => {
-                check = Some(CheckMode::Rebuild);
-                continue;
-            }
-            _ => {}
         }
-        if arg == "--help" || arg == "-h" {
-            return Ok(Command::Help);
-        }
-        if arg == "--version" || arg == "-V" {
-            return Ok(Command::Version);
-        }
-        let Some(flag) = arg.strip_prefix("--") else {
-            return Err(ConfigError::UnknownFlag(arg));
-        };
-        let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (flag, None),
-        };
-        let idx = SETTINGS
+    }
+    Ok(Args::Values(check, Values { raw }))
+}
+
+/// `--name value` or `--name=value`: the setting's index and its value.
+fn flag_value(
+    arg: &str,
+    rest: &mut impl Iterator<Item = String>,
+) -> Result<(usize, String), ConfigError> {
+    let unknown = || ConfigError::UnknownFlag(arg.to_string());
+    let flag = arg.strip_prefix("--").ok_or_else(unknown)?;
+    let (name, inline) = match flag.split_once('=') {
+        Some((n, v)) => (n, Some(v.to_string())),
+        None => (flag, None),
+    };
+    let i = SETTINGS
+        .iter()
+        .position(|s| s.name == name)
+        .ok_or_else(unknown)?;
+    let value = match inline {
+        Some(v) => v,
+        None => rest
+            .next()
+            .ok_or_else(|| ConfigError::MissingValue(name.to_string()))?,
+    };
+    Ok((i, value))
+}
+
+/// Each setting's text (flag over environment over default), read as a type by key.
+struct Values {
+    raw: Vec<String>,
+}
+
+impl Values {
+    fn text(&self, key: Key) -> (&'static str, &str) {
+        let i = SETTINGS
             .iter()
-            .position(|s| s.name == name)
-            .ok_or_else(|| ConfigError::UnknownFlag(arg.clone()))?;
-        let value = match inline {
-            Some(v) => v,
-            None => it
-                .next()
-                .ok_or_else(|| ConfigError::MissingValue(name.to_string()))?,
-        };
-        values[idx] = Some(value);
+            .position(|s| s.key == key)
+            .expect("every key has its row in SETTINGS (tested)");
+        (SETTINGS[i].name, &self.raw[i])
     }
-    let get = |name: &'static str| -> (&'static str, String) {
-        let i = SETTINGS.iter().position(|s| s.name == name).unwrap_or(0);
-        (
-            name,
-            values[i]
-                .clone()
-                .unwrap_or_else(|| SETTINGS[i].default.to_string()),
+
+    fn typed<T>(
+        &self,
+        key: Key,
+        read: impl Fn(&str) -> Option<T>,
+        why: &'static str,
+    ) -> Result<T, ConfigError> {
+        let (name, v) = self.text(key);
+        read(v).ok_or_else(|| invalid(name, v, why))
+    }
+
+    fn size(&self, key: Key) -> Result<u64, ConfigError> {
+        self.typed(key, parse_size, "expected a size such as 512M or 4G")
+    }
+
+    fn duration(&self, key: Key) -> Result<Duration, ConfigError> {
+        self.typed(
+            key,
+            parse_duration,
+            "expected a duration such as 10s or 500ms",
         )
-    };
-    let listen = {
-        let (n, v) = get("listen");
-        v.parse::<SocketAddr>()
-            .map_err(|_| invalid(n, &v, "expected ADDR:PORT, e.g. 0.0.0.0:8080"))?
-    };
-    let size = |name| {
-        let (n, v) = get(name);
-        parse_size(&v).ok_or_else(|| invalid(n, &v, "expected a size such as 512M or 4G"))
-    };
-    let duration = |name| {
-        let (n, v) = get(name);
-        parse_duration(&v).ok_or_else(|| invalid(n, &v, "expected a duration such as 10s or 500ms"))
-    };
-    let count = |name| {
-        let (n, v) = get(name);
-        v.parse::<usize>()
-            .ok()
-            .filter(|c| *c > 0 && *c <= 100_000)
-            .ok_or_else(|| invalid(n, &v, "expected a whole number from 1 to 100000"))
-    };
-    let max_head = size("max-head")?;
-    if !(1024..=1 << 20).contains(&max_head) {
-        let (n, v) = get("max-head");
-        return Err(invalid(n, &v, "must be between 1K and 1M"));
     }
-    let allow = {
-        let (n, v) = get("allow");
-        AllowList::parse(&v).ok_or_else(|| {
-            invalid(
-                n,
-                &v,
-                "expected extensions like jpg,png or '*' or 'default'",
-            )
-        })?
-    };
-    let workers = count("workers")?;
-    let min_rate = {
-        let (n, v) = get("min-rate");
-        parse_min_rate(&v)
-            .ok_or_else(|| invalid(n, &v, "expected RATE/WINDOW such as 1K/30s, or off"))?
-    };
-    let server = ServerConfig {
-        workers,
-        // A quarter of the workers (at least one) never take an upload.
-        reserved_workers: if workers > 1 { (workers / 4).max(1) } else { 0 },
-        min_rate,
-        queue: count("queue")?,
-        per_client: count("per-client")?,
-        head: HeadLimits {
-            max_head: usize::try_from(max_head).unwrap_or(1 << 20),
-            max_headers: count("max-headers")?,
-        },
-        header_timeout: duration("header-timeout")?,
-        body_timeout: duration("body-timeout")?,
-        keepalive_timeout: duration("keepalive-timeout")?,
-        write_timeout: duration("write-timeout")?,
-        shutdown_timeout: duration("shutdown-timeout")?,
-        discard_limit: 64 << 10,
-    };
-    let list = |name| -> Vec<String> {
-        get(name)
+
+    fn count(&self, key: Key) -> Result<usize, ConfigError> {
+        let read = |v: &str| v.parse::<usize>().ok().filter(|c| *c > 0 && *c <= 100_000);
+        self.typed(key, read, "expected a whole number from 1 to 100000")
+    }
+
+    /// An optional path: empty means none.
+    fn path(&self, key: Key) -> Option<PathBuf> {
+        Some(self.text(key).1)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+    }
+
+    /// A comma-separated list, without empty items or trailing slashes.
+    fn list(&self, key: Key) -> Vec<String> {
+        self.text(key)
             .1
             .split(',')
             .map(|s| s.trim().trim_end_matches('/').to_string())
             .filter(|s| !s.is_empty())
             .collect()
-    };
-    let origins = list("origins");
-    let hosts = list("hosts");
-    let max_size = size("max-size")?;
-    if max_size == 0 {
-        return Err(invalid("max-size", "0", "must be more than 0"));
     }
-    let cfg = Box::new(Config {
-        listen,
-        dir: PathBuf::from(get("dir").1),
-        require_mount: Some(get("require-mount").1)
-            .filter(|m| !m.is_empty())
-            .map(PathBuf::from),
-        max_size,
-        max_request: size("max-request")?,
-        allow,
-        min_free: size("min-free")?,
-        checksum: {
-            let (n, v) = get("checksum");
-            match v.as_str() {
-                "sha256" => true,
-                "off" => false,
-                _ => return Err(invalid(n, &v, "expected sha256 or off")),
-            }
+}
+
+/// The typed, validated configuration from the values.
+fn build(v: &Values) -> Result<Config, ConfigError> {
+    let listen = v.typed(
+        Key::Listen,
+        |s| s.parse().ok(),
+        "expected ADDR:PORT, e.g. 0.0.0.0:8080",
+    )?;
+    let allow = v.typed(
+        Key::Allow,
+        AllowList::parse,
+        "expected extensions like jpg,png or '*' or 'default'",
+    )?;
+    let checksum = v.typed(
+        Key::Checksum,
+        |s| match s {
+            "sha256" => Some(true),
+            "off" => Some(false),
+            _ => None,
         },
-        hosts,
-        origins,
-        server,
-        max_parts: count("max-parts")? as u64,
-        max_field: size("max-field")?,
-        static_dir: Some(get("static-dir").1)
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from),
-        log: get("log").1,
-    });
-    Ok(match check {
-        Some(mode) => Command::Check(cfg, mode),
-        None => Command::Run(cfg),
+        "expected sha256 or off",
+    )?;
+    let max_size = v.typed(
+        Key::MaxSize,
+        |s| parse_size(s).filter(|n| *n > 0),
+        "expected a size of more than 0, such as 4G",
+    )?;
+    Ok(Config {
+        listen,
+        dir: PathBuf::from(v.text(Key::Dir).1),
+        require_mount: v.path(Key::RequireMount),
+        max_size,
+        max_request: v.size(Key::MaxRequest)?,
+        allow,
+        min_free: v.size(Key::MinFree)?,
+        checksum,
+        hosts: v.list(Key::Hosts),
+        origins: v.list(Key::Origins),
+        server: server_config(v)?,
+        max_parts: v.count(Key::MaxParts)? as u64,
+        max_field: v.size(Key::MaxField)?,
+        static_dir: v.path(Key::StaticDir),
+        log: v.text(Key::Log).1.to_string(),
+    })
+}
+
+/// The HTTP core's sizes and deadlines.
+fn server_config(v: &Values) -> Result<ServerConfig, ConfigError> {
+    let max_head = v.typed(
+        Key::MaxHead,
+        |s| parse_size(s).filter(|n| (1024..=1 << 20).contains(n)),
+        "expected a size between 1K and 1M",
+    )?;
+    let workers = v.count(Key::Workers)?;
+    Ok(ServerConfig {
+        workers,
+        // A quarter of the workers (at least one) never take an upload.
+        reserved_workers: if workers > 1 { (workers / 4).max(1) } else { 0 },
+        min_rate: v.typed(
+            Key::MinRate,
+            parse_min_rate,
+            "expected RATE/WINDOW such as 1K/30s, or off",
+        )?,
+        queue: v.count(Key::Queue)?,
+        per_client: v.count(Key::PerClient)?,
+        head: HeadLimits {
+            max_head: usize::try_from(max_head).unwrap_or(1 << 20),
+            max_headers: v.count(Key::MaxHeaders)?,
+        },
+        header_timeout: v.duration(Key::HeaderTimeout)?,
+        body_timeout: v.duration(Key::BodyTimeout)?,
+        keepalive_timeout: v.duration(Key::KeepaliveTimeout)?,
+        write_timeout: v.duration(Key::WriteTimeout)?,
+        shutdown_timeout: v.duration(Key::ShutdownTimeout)?,
+        discard_limit: 64 << 10,
     })
 }
 
@@ -447,6 +527,19 @@ mod tests {
                 s.name
             );
         }
+    }
+
+    #[test]
+    fn every_key_has_exactly_one_row() {
+        for (i, s) in SETTINGS.iter().enumerate() {
+            assert_eq!(s.key as usize, i, "{} is out of order", s.name);
+            assert_eq!(SETTINGS.iter().filter(|t| t.key == s.key).count(), 1);
+        }
+        let values = Values {
+            raw: SETTINGS.iter().map(|s| s.default.to_string()).collect(),
+        };
+        assert_eq!(values.text(Key::Log), ("log", "info"));
+        assert_eq!(values.text(Key::Listen), ("listen", "0.0.0.0:8080"));
     }
 
     #[test]

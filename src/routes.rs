@@ -77,13 +77,7 @@ const KNOWN_METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIO
 
 impl App {
     fn route(&self, req: &mut Request<'_>) -> Result<Response, AppError> {
-        // Before anything else, for every method: DNS rebinding is refused here.
-        if !self.hosts.allows(req.header("host"), req.peer.ip()) {
-            let host = req.header("host").unwrap_or("");
-            let why = format!("Host {host:?} is not one of this machine's names (see --hosts)");
-            self.host_refusals.note(req.peer.ip(), &why);
-            return Err(AppError::MisdirectedHost);
-        }
+        self.check_host(req)?;
         let path = req.path().to_string();
         let method = req.method().to_string();
         let read = method == "GET" || method == "HEAD";
@@ -100,84 +94,99 @@ impl App {
             return Ok(Response::new(200).header("Allow", KNOWN_METHODS.join(", ")));
         }
         if let Some(name) = assets::root_alias(&path).filter(|_| read) {
-            return assets::get(name, self.cfg.static_dir.as_deref(), req)
-                .ok_or(AppError::NotFound);
+            return self.asset(name, req);
         }
         match path.as_str() {
-            "/" | "/index.html" if read => {
-                assets::get("index.html", self.cfg.static_dir.as_deref(), req)
-                    .ok_or(AppError::NotFound)
-            }
+            "/" | "/index.html" if read => self.asset("index.html", req),
             "/" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
-            p if p.starts_with("/static/") && read => {
-                assets::get(&p["/static/".len()..], self.cfg.static_dir.as_deref(), req)
-                    .ok_or(AppError::NotFound)
-            }
+            p if p.starts_with("/static/") && read => self.asset(&p["/static/".len()..], req),
             "/healthz" if read => Ok(self.health()),
             "/config" if read => Ok(self.client_config()),
             "/healthz" | "/config" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
-            "/upload" if method == "POST" => {
-                self.check_origin(req)?;
-                let html = wants_html(req);
-                let outcome = upload::multipart(&self.cfg, &self.store, req)?;
-                self.stored(&outcome);
-                Ok(if html {
-                    outcome_page(&outcome)
-                } else {
-                    self.outcome_json(&outcome)
-                })
-            }
+            "/upload" if method == "POST" => self.post_upload(req),
             "/upload" => Err(AppError::MethodNotAllowed { allow: "POST" }),
-            p if p.starts_with("/upload/") => {
-                if method != "PUT" {
-                    return Err(AppError::MethodNotAllowed { allow: "PUT" });
-                }
-                self.check_origin(req)?;
-                let name = &p["/upload/".len()..];
-                if name.is_empty() || name.contains('/') {
-                    return Err(UploadError::BadName.into());
-                }
-                let meta = upload::put(&self.cfg, &self.store, req, name)?;
-                let url = file_url(&meta);
-                let out = Outcome {
-                    stored: vec![meta],
-                    refused: vec![],
-                    fields: vec![],
-                };
-                self.stored(&out);
-                Ok(self.outcome_json(&out).header("Location", url))
-            }
+            p if p.starts_with("/upload/") => self.put_upload(req, &p["/upload/".len()..]),
             p if p.starts_with("/thumbnails/") && read => {
                 self.thumbnail(&p["/thumbnails/".len()..])
             }
             "/files" | "/files/" if read => self.listing(req),
             "/files" | "/files/" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
-            p if p.starts_with("/files/") => {
-                let name = &p["/files/".len()..];
-                // Only our own names: no decoding, no path, nothing a request can steer.
-                if !is_stored_name(name) {
-                    return Err(AppError::NotFound);
-                }
-                match method.as_str() {
-                    "GET" | "HEAD" => serve::file(&self.store, req, name),
-                    "DELETE" => {
-                        self.check_origin(req)?;
-                        let meta = self.store.get(name).ok_or(AppError::NotFound)?;
-                        serve::check_delete(req, &meta)?;
-                        #[cfg(feature = "thumbnails")]
-                        self.thumbs.remove(name);
-                        if self.store.delete(name)? {
-                            Ok(Response::new(204))
-                        } else {
-                            Err(AppError::NotFound)
-                        }
-                    }
-                    _ => Err(AppError::MethodNotAllowed {
-                        allow: "GET, HEAD, DELETE",
-                    }),
+            p if p.starts_with("/files/") => self.file(req, &p["/files/".len()..]),
+            _ => Err(AppError::NotFound),
+        }
+    }
+
+    /// DNS rebinding is refused here, before any route, for every method.
+    fn check_host(&self, req: &Request<'_>) -> Result<(), AppError> {
+        if self.hosts.allows(req.header("host"), req.peer.ip()) {
+            return Ok(());
+        }
+        let host = req.header("host").unwrap_or("");
+        let why = format!("Host {host:?} is not one of this machine's names (see --hosts)");
+        self.host_refusals.note(req.peer.ip(), &why);
+        Err(AppError::MisdirectedHost)
+    }
+
+    fn asset(&self, name: &str, req: &Request<'_>) -> Result<Response, AppError> {
+        assets::get(name, self.cfg.static_dir.as_deref(), req).ok_or(AppError::NotFound)
+    }
+
+    /// `POST /upload`: a multipart form; JSON, or a page for a form posted without JavaScript.
+    fn post_upload(&self, req: &mut Request<'_>) -> Result<Response, AppError> {
+        self.check_origin(req)?;
+        let html = wants_html(req);
+        let outcome = upload::multipart(&self.cfg, &self.store, req)?;
+        self.stored(&outcome);
+        Ok(if html {
+            outcome_page(&outcome)
+        } else {
+            self.outcome_json(&outcome)
+        })
+    }
+
+    /// `PUT /upload/<name>`: the body is the file.
+    fn put_upload(&self, req: &mut Request<'_>, name: &str) -> Result<Response, AppError> {
+        if req.method() != "PUT" {
+            return Err(AppError::MethodNotAllowed { allow: "PUT" });
+        }
+        self.check_origin(req)?;
+        if name.is_empty() || name.contains('/') {
+            return Err(UploadError::BadName.into());
+        }
+        let meta = upload::put(&self.cfg, &self.store, req, name)?;
+        let url = file_url(&meta);
+        let out = Outcome {
+            stored: vec![meta],
+            refused: vec![],
+            fields: vec![],
+        };
+        self.stored(&out);
+        Ok(self.outcome_json(&out).header("Location", url))
+    }
+
+    /// `/files/<name>`: download or delete. Only our own names: no decoding, no path, nothing a
+    /// request can steer.
+    fn file(&self, req: &Request<'_>, name: &str) -> Result<Response, AppError> {
+        if !is_stored_name(name) {
+            return Err(AppError::NotFound);
+        }
+        match req.method() {
+            "GET" | "HEAD" => serve::file(&self.store, req, name),
+            "DELETE" => {
+                self.check_origin(req)?;
+                let meta = self.store.get(name).ok_or(AppError::NotFound)?;
+                serve::check_delete(req, &meta)?;
+                #[cfg(feature = "thumbnails")]
+                self.thumbs.remove(name);
+                if self.store.delete(name)? {
+                    Ok(Response::new(204))
+                } else {
+                    Err(AppError::NotFound)
                 }
             }
-            _ => Err(AppError::NotFound),
+            _ => Err(AppError::MethodNotAllowed {
+                allow: "GET, HEAD, DELETE",
+            }),
         }
     }
 

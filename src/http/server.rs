@@ -310,92 +310,154 @@ fn serve_connection(
         let since = if first { accepted } else { Instant::now() };
         let head = match next_head(shared, &mut conn, first, since) {
             Ok(Next::Head(h)) => h,
-            Ok(Next::Closed) => return,
-            Err(HttpError::Io(_)) => return,
+            Ok(Next::Closed) | Err(HttpError::Io(_)) => return,
             Err(e) => {
                 let err = AppError::Http(e);
                 log::info!("{peer} bad request: {err}");
-                let resp = shared.service.error(&err);
-                let status = resp.status;
-                drop(slot.take());
-                let _ = response::write(conn.stream(), resp, false, false);
-                access_log(peer, "-", "-", status, 0, 0, Instant::now());
-                if !matches!(err, AppError::Http(HttpError::Timeout)) {
-                    linger(conn.stream(), LINGER_BAD_HEAD);
-                }
+                // No more of a worker's time for a client too slow to send a head.
+                let wait =
+                    (!matches!(err, AppError::Http(HttpError::Timeout))).then_some(LINGER_BAD_HEAD);
+                let ended = Ended {
+                    slot: &mut slot,
+                    method: "-",
+                    path: "-",
+                    head_only: false,
+                };
+                answer_and_close(shared, &conn, peer, ended, &err, wait);
                 return;
             }
         };
         first = false;
-        let started = Instant::now();
-        let head_only = head.method == "HEAD";
-        // Uploads never take the last workers: short requests always find one.
-        let turn = match head.framing {
-            Framing::None => None,
-            _ => UploadTurn::claim(shared),
-        };
-        if turn.is_none() && head.framing != Framing::None {
-            let mut resp = shared.service.error(&AppError::Busy);
-            resp.set_header("Connection", "close");
-            drop(slot.take());
-            let status = resp.status;
-            let _ = response::write(conn.stream(), resp, head_only, false);
-            access_log(peer, &head.method, &head.path, status, 0, 0, started);
-            linger(conn.stream(), LINGER_TIME);
-            return;
-        }
-        let mut req = Request {
-            peer,
-            body: Body::new(&mut conn, &head, cfg.body_timeout, cfg.min_rate),
-            head,
-        };
-        let resp = match catch_unwind(AssertUnwindSafe(|| shared.service.handle(&mut req))) {
-            Ok(r) => r,
-            Err(_) => {
-                log::error!("handler panicked on {} {}", req.head.method, req.head.path);
-                shared
-                    .service
-                    .error(&AppError::Internal)
-                    .header("Connection", "close")
-            }
-        };
-        let mut keep = req.head.keep_alive && !resp.close && !shared.stop.load(Ordering::SeqCst);
-        let mut must_linger = false;
-        if !req.body.is_complete() {
-            let small = req.body.remaining().is_some_and(|r| r <= cfg.discard_limit);
-            if req.body.continue_pending() || !small || !req.body.discard(cfg.discard_limit) {
-                keep = false;
-                must_linger = true;
-            }
-        }
-        // Others are waiting for a worker: free this one instead of idling on keep-alive.
-        if shared.queued.load(Ordering::SeqCst) > 0 {
-            keep = false;
-        }
-        let bytes_in = req.body.bytes_read();
-        let (method, path) = (req.head.method.clone(), req.head.path.clone());
-        drop(req);
-        drop(turn);
-        let status = resp.status;
-        if !keep {
-            drop(slot.take());
-        }
-        let out = match response::write(conn.stream(), resp, head_only, keep) {
-            Ok(n) => n,
-            Err(e) => {
-                log::info!("{peer} write failed: {e}");
-                return;
-            }
-        };
-        access_log(peer, &method, &path, status, bytes_in, out, started);
-        if !keep {
-            if must_linger {
-                linger(conn.stream(), LINGER_TIME);
-            }
-            let _ = conn.stream().shutdown(Shutdown::Both);
+        if !serve_request(shared, &mut conn, peer, head, &mut slot) {
             return;
         }
     }
+}
+
+/// What `answer_and_close` needs of the request it ends.
+struct Ended<'a> {
+    slot: &'a mut Option<ClientSlot>,
+    method: &'a str,
+    path: &'a str,
+    head_only: bool,
+}
+
+/// Answers an error the core found itself, then closes (lingering `wait` first, if any). The
+/// client's share is given back before the answer goes out.
+fn answer_and_close(
+    shared: &Shared,
+    conn: &Conn,
+    peer: SocketAddr,
+    ended: Ended<'_>,
+    err: &AppError,
+    wait: Option<Duration>,
+) {
+    let resp = shared.service.error(err);
+    let status = resp.status;
+    drop(ended.slot.take());
+    let _ = response::write(conn.stream(), resp, ended.head_only, false);
+    access_log(peer, ended.method, ended.path, status, 0, 0, Instant::now());
+    if let Some(wait) = wait {
+        linger(conn.stream(), wait);
+    }
+}
+
+/// Serves one request of a connection; false when the connection is done.
+fn serve_request(
+    shared: &Shared,
+    conn: &mut Conn,
+    peer: SocketAddr,
+    head: Head,
+    slot: &mut Option<ClientSlot>,
+) -> bool {
+    let cfg = &shared.cfg;
+    let started = Instant::now();
+    let head_only = head.method == "HEAD";
+    // Uploads never take the last workers: short requests always find one.
+    let turn = match head.framing {
+        Framing::None => None,
+        _ => UploadTurn::claim(shared),
+    };
+    if turn.is_none() && head.framing != Framing::None {
+        let ended = Ended {
+            slot,
+            method: &head.method,
+            path: &head.path,
+            head_only,
+        };
+        answer_and_close(
+            shared,
+            conn,
+            peer,
+            ended,
+            &AppError::Busy,
+            Some(LINGER_TIME),
+        );
+        return false;
+    }
+    let mut req = Request {
+        peer,
+        body: Body::new(conn, &head, cfg.body_timeout, cfg.min_rate),
+        head,
+    };
+    let resp = handle(shared, &mut req);
+    let (keep, must_linger) = settle_body(shared, &mut req, &resp);
+    let bytes_in = req.body.bytes_read();
+    let (method, path) = (req.head.method.clone(), req.head.path.clone());
+    drop(req);
+    drop(turn);
+    let status = resp.status;
+    if !keep {
+        drop(slot.take());
+    }
+    let out = match response::write(conn.stream(), resp, head_only, keep) {
+        Ok(n) => n,
+        Err(e) => {
+            log::info!("{peer} write failed: {e}");
+            return false;
+        }
+    };
+    access_log(peer, &method, &path, status, bytes_in, out, started);
+    if !keep {
+        if must_linger {
+            linger(conn.stream(), LINGER_TIME);
+        }
+        let _ = conn.stream().shutdown(Shutdown::Both);
+    }
+    keep
+}
+
+/// The service's answer; a panic in it is a 500 that closes the connection.
+fn handle(shared: &Shared, req: &mut Request<'_>) -> Response {
+    match catch_unwind(AssertUnwindSafe(|| shared.service.handle(req))) {
+        Ok(r) => r,
+        Err(_) => {
+            log::error!("handler panicked on {} {}", req.head.method, req.head.path);
+            let mut r = shared.service.error(&AppError::Internal);
+            r.close = true;
+            r
+        }
+    }
+}
+
+/// After the handler: whether the connection can be kept (the body was read or a small rest
+/// drained, nobody waits for a worker), and whether closing must linger for an unread body.
+fn settle_body(shared: &Shared, req: &mut Request<'_>, resp: &Response) -> (bool, bool) {
+    let cfg = &shared.cfg;
+    let mut keep = req.head.keep_alive && !resp.close && !shared.stop.load(Ordering::SeqCst);
+    let mut must_linger = false;
+    if !req.body.is_complete() {
+        let small = req.body.remaining().is_some_and(|r| r <= cfg.discard_limit);
+        if req.body.continue_pending() || !small || !req.body.discard(cfg.discard_limit) {
+            keep = false;
+            must_linger = true;
+        }
+    }
+    // Others are waiting for a worker: free this one instead of idling on keep-alive.
+    if shared.queued.load(Ordering::SeqCst) > 0 {
+        keep = false;
+    }
+    (keep, must_linger)
 }
 
 /// Waits for and parses the next request head. The first request of a connection gets the
