@@ -85,12 +85,16 @@ pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<O
         multipart::BUFFER_SIZE,
         cfg.max_parts,
     );
-    let held = parser.get_ref().holds();
-    let mut sniff: Vec<u8> = Vec::with_capacity(SNIFF_LEN);
-    let mut current = Current::None;
-    let mut staged: Vec<Staged> = Vec::new();
-    let mut refused: Vec<(String, AppError)> = Vec::new();
-    let mut fields: Vec<(String, String)> = Vec::new();
+    let mut form = Form {
+        cfg,
+        store,
+        held: parser.get_ref().holds(),
+        sniff: Vec::with_capacity(SNIFF_LEN),
+        current: Current::None,
+        staged: Vec::new(),
+        refused: Vec::new(),
+        fields: Vec::new(),
+    };
     loop {
         if parser.get_ref().bytes_read() > cfg.max_request {
             return Err(UploadError::RequestTooLarge {
@@ -98,99 +102,160 @@ pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<O
             }
             .into());
         }
-        let event = match parser.next_event() {
-            Ok(e) => e,
+        match parser.next_event() {
+            Ok(Event::End) => break,
+            Ok(Event::Part(head)) => form.part(head.name, head.filename),
+            Ok(Event::Data(data)) => {
+                let step = form.data(data)?;
+                form.after_data(&mut parser, step)?
+            }
+            Ok(Event::PartEnd) => form.part_end(parser.get_mut())?,
             Err(ParseError::Format(e)) => return Err(e.into()),
             Err(ParseError::Io(e)) => return Err(body_error(e)),
-        };
-        match event {
-            Event::End => break,
-            Event::Part(head) => {
-                current = match head.filename {
-                    // An empty file input: browsers send `filename=""` and no data.
-                    Some(raw) if raw.is_empty() => Current::Skip,
-                    Some(raw) => match begin_file(cfg, &raw) {
-                        Ok(inc) => {
-                            sniff.clear();
-                            Current::File(Box::new(inc))
-                        }
-                        Err((name, e)) => {
-                            refused.push((name, e));
-                            Current::Skip
-                        }
-                    },
-                    None => Current::Field {
-                        name: head.name,
-                        value: Vec::new(),
-                    },
-                };
-            }
-            Event::Data(data) => match &mut current {
-                Current::File(inc) => {
-                    let stored =
-                        file_data(cfg, store, inc, &mut sniff, data, held).and_then(|tail| {
-                            let end = parser.consumed();
-                            keep_held(store, parser.get_mut(), end, inc, tail)
-                        });
-                    if let Err(e) = stored {
-                        if matches!(
-                            e,
-                            AppError::Upload(UploadError::InsufficientStorage { .. })
-                                | AppError::Storage(_)
-                        ) {
-                            return Err(e); // the disk is the problem: stop the whole request
-                        }
-                        refused.push((inc.original.clone(), e));
-                        parser.get_mut().drop_kept();
-                        current = Current::Skip; // drops the temp file
-                    }
-                }
-                Current::Field { value, .. } => {
-                    if (value.len() + data.len()) as u64 > cfg.max_field {
-                        return Err(MultipartError::FieldTooLarge {
-                            limit: cfg.max_field,
-                        }
-                        .into());
-                    }
-                    value.extend_from_slice(data);
-                }
-                Current::Skip | Current::None => {}
-            },
-            Event::PartEnd => match std::mem::replace(&mut current, Current::None) {
-                Current::File(mut inc) => {
-                    flush_held(store, parser.get_mut(), &mut inc)?;
-                    let finished = finish_validation(cfg, store, &mut inc, &sniff)
-                        .and_then(|_| stage(store, *inc));
-                    match finished {
-                        Ok(s) => staged.push(s),
-                        Err((name, e)) => {
-                            if matches!(
-                                e,
-                                AppError::Storage(_)
-                                    | AppError::Upload(UploadError::InsufficientStorage { .. })
-                            ) {
-                                return Err(e);
-                            }
-                            refused.push((name, e));
-                        }
-                    }
-                }
-                Current::Field { name, value } => {
-                    fields.push((name, String::from_utf8_lossy(&value).into_owned()));
-                }
-                Current::Skip | Current::None => {}
-            },
         }
     }
-    for s in &mut staged {
-        s.meta.fields = fields.clone();
+    form.commit()
+}
+
+/// A multipart request in progress: the part being read, the files staged so far, the files
+/// refused (with why) and the text fields.
+struct Form<'a> {
+    cfg: &'a Config,
+    store: &'a Store,
+    /// Whether file data is kept in the hold pipe (spliced to the file) rather than copied.
+    held: bool,
+    sniff: Vec<u8>,
+    current: Current,
+    staged: Vec<Staged>,
+    refused: Vec<(String, AppError)>,
+    fields: Vec<(String, String)>,
+}
+
+/// A failure that ends the whole request, not just one file: the disk is the problem.
+fn stops_request(e: &AppError) -> bool {
+    matches!(
+        e,
+        AppError::Storage(_) | AppError::Upload(UploadError::InsufficientStorage { .. })
+    )
+}
+
+type Parser<'b, 'c> = Multipart<TeeBody<'b, 'c>>;
+
+/// What a data event left to do with the parser.
+enum Step {
+    Done,
+    /// Keep this many bytes at the end of the event as file data in the hold pipe.
+    Keep(usize),
+    Refuse(AppError),
+}
+
+impl Form<'_> {
+    fn part(&mut self, name: String, filename: Option<String>) {
+        self.current = match filename {
+            // An empty file input: browsers send `filename=""` and no data.
+            Some(raw) if raw.is_empty() => Current::Skip,
+            Some(raw) => match begin_file(self.cfg, &raw) {
+                Ok(inc) => {
+                    self.sniff.clear();
+                    Current::File(Box::new(inc))
+                }
+                Err((name, e)) => {
+                    self.refused.push((name, e));
+                    Current::Skip
+                }
+            },
+            None => Current::Field {
+                name,
+                value: Vec::new(),
+            },
+        };
     }
-    let stored = store.commit(staged)?;
-    Ok(Outcome {
-        stored,
-        refused,
-        fields,
-    })
+
+    /// Takes one data event's bytes (the parser's buffer, not copied): a field's are kept, a
+    /// file's are validated and written; what is left to do with the parser is returned.
+    fn data(&mut self, data: &[u8]) -> Result<Step, AppError> {
+        match &mut self.current {
+            Current::File(inc) => Ok(
+                match file_data(self.cfg, self.store, inc, &mut self.sniff, data, self.held) {
+                    Ok(tail) => Step::Keep(tail),
+                    Err(e) => Step::Refuse(e),
+                },
+            ),
+            Current::Field { value, .. } => {
+                if (value.len() + data.len()) as u64 > self.cfg.max_field {
+                    return Err(MultipartError::FieldTooLarge {
+                        limit: self.cfg.max_field,
+                    }
+                    .into());
+                }
+                value.extend_from_slice(data);
+                Ok(Step::Done)
+            }
+            Current::Skip | Current::None => Ok(Step::Done),
+        }
+    }
+
+    /// Keeps a file's last bytes in the hold pipe (they go to the file by splice), or refuses
+    /// the file.
+    fn after_data(&mut self, parser: &mut Parser<'_, '_>, step: Step) -> Result<(), AppError> {
+        let kept = match step {
+            Step::Done => return Ok(()),
+            Step::Refuse(e) => Err(e),
+            Step::Keep(tail) => match &mut self.current {
+                Current::File(inc) => {
+                    let end = parser.consumed();
+                    keep_held(self.store, parser.get_mut(), end, inc, tail)
+                }
+                _ => Ok(()),
+            },
+        };
+        match kept {
+            Ok(()) => Ok(()),
+            Err(e) if stops_request(&e) => Err(e),
+            Err(e) => {
+                if let Current::File(inc) = &self.current {
+                    self.refused.push((inc.original.clone(), e));
+                }
+                parser.get_mut().drop_kept();
+                self.current = Current::Skip; // drops the temp file
+                Ok(())
+            }
+        }
+    }
+
+    fn part_end(&mut self, body: &mut TeeBody<'_, '_>) -> Result<(), AppError> {
+        match std::mem::replace(&mut self.current, Current::None) {
+            Current::File(mut inc) => {
+                flush_held(self.store, body, &mut inc)?;
+                let finished = finish_validation(self.cfg, self.store, &mut inc, &self.sniff)
+                    .and_then(|_| stage(self.store, *inc));
+                match finished {
+                    Ok(s) => self.staged.push(s),
+                    Err((_, e)) if stops_request(&e) => return Err(e),
+                    Err(refusal) => self.refused.push(refusal),
+                }
+            }
+            Current::Field { name, value } => {
+                self.fields
+                    .push((name, String::from_utf8_lossy(&value).into_owned()));
+            }
+            Current::Skip | Current::None => {}
+        }
+        Ok(())
+    }
+
+    /// Every staged file carries the form's fields; all are listed in one commit.
+    fn commit(mut self) -> Result<Outcome, AppError> {
+        for s in &mut self.staged {
+            s.meta.fields = self.fields.clone();
+        }
+        let stored = self.store.commit(self.staged)?;
+        Ok(Outcome {
+            stored,
+            refused: self.refused,
+            fields: self.fields,
+        })
+    }
 }
 
 fn begin_file(cfg: &Config, raw: &str) -> Result<Incoming, (String, AppError)> {
