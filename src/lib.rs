@@ -5,6 +5,7 @@
 //! error → status mapping) → `upload` (multipart via `multipart`, checks via `validate`) →
 //! `storage` (temp → fsync → rename, index) or `serve` (downloads).
 
+pub mod after_commit;
 pub mod assets;
 pub mod config;
 pub mod error;

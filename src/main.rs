@@ -66,8 +66,10 @@ fn run(cfg: config::Config) -> Result<(), String> {
     announce(bound);
     let server_cfg = cfg.server.clone();
     #[cfg(feature = "thumbnails")]
-    let thumbs = pidrop::thumbs::Thumbs::start(store.state_dir().join("thumbs"))
-        .map_err(|e| format!("cannot start the thumbnail worker: {e}"))?;
+    let thumbs = pidrop::thumbs::Thumbs::open(store.state_dir().join("thumbs"))
+        .map_err(|e| format!("cannot open the thumbnail cache: {e}"))?;
+    let after_commit = pidrop::after_commit::AfterCommit::start()
+        .map_err(|e| format!("cannot start the after-commit worker: {e}"))?;
     let store_for_check = store.clone();
     let app = Arc::new(App {
         hosts: pidrop::hosts::Hosts::new(&cfg.hosts),
@@ -77,6 +79,7 @@ fn run(cfg: config::Config) -> Result<(), String> {
         started: Instant::now(),
         #[cfg(feature = "thumbnails")]
         thumbs,
+        after_commit,
     });
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_thread(stop.clone(), bound)?;

@@ -25,6 +25,8 @@ pub struct App {
     pub started: Instant,
     #[cfg(feature = "thumbnails")]
     pub thumbs: std::sync::Arc<crate::thumbs::Thumbs>,
+    /// Work after a commit (thumbnails), off the request's time.
+    pub after_commit: crate::after_commit::AfterCommit,
 }
 
 impl Service for App {
@@ -234,7 +236,8 @@ impl App {
     fn stored(&self, o: &Outcome) {
         #[cfg(feature = "thumbnails")]
         for m in &o.stored {
-            self.thumbs.queue(self.store.path_of(m), &m.name, &m.mime);
+            self.thumbs
+                .queue(&self.after_commit, self.store.path_of(m), &m.name, &m.mime);
         }
         #[cfg(not(feature = "thumbnails"))]
         let _ = o;

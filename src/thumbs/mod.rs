@@ -18,8 +18,9 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use crate::after_commit::AfterCommit;
 use std::time::{Duration, Instant};
 
 mod decode;
@@ -27,8 +28,6 @@ pub use decode::{
     exif_orientation, make, supported, ThumbError, MAX_PIXELS, MAX_WHOLE_PIXELS, THUMB_SIZE,
 };
 
-/// Thumbnails waiting for the worker; beyond this they are made on first request instead.
-const QUEUE: usize = 256;
 /// The longest a request waits for the one thumbnail being made before it is answered 503 with
 /// `Retry-After` (the page retries): a gallery of 50 photos must never hold the worker pool.
 pub const REQUEST_WAIT: Duration = Duration::from_secs(1);
@@ -89,10 +88,10 @@ impl Drop for TurnGuard<'_> {
     }
 }
 
-/// The thumbnail cache and its background worker.
+/// The thumbnail cache. Thumbnails are made after a commit by the after-commit queue
+/// (`after_commit.rs`), or on first request.
 pub struct Thumbs {
     dir: PathBuf,
-    queue: SyncSender<(PathBuf, String, String)>,
     /// Names whose thumbnail failed (bomb, corrupt): not tried again (`.none` markers on disk).
     failed: Mutex<HashSet<String>>,
     /// One thumbnail is made at a time, process-wide: the memory bound holds however many
@@ -101,8 +100,8 @@ pub struct Thumbs {
 }
 
 impl Thumbs {
-    /// Starts the worker; thumbnails live in `dir`.
-    pub fn start(dir: PathBuf) -> std::io::Result<Arc<Thumbs>> {
+    /// Opens the cache in `dir` (clearing what a crash left half-written).
+    pub fn open(dir: PathBuf) -> std::io::Result<Arc<Thumbs>> {
         crate::storage::open_state_dir(&dir)?;
         let mut failed = HashSet::new();
         for entry in fs::read_dir(&dir)?.flatten() {
@@ -116,40 +115,24 @@ impl Thumbs {
                 failed.insert(name.to_string());
             }
         }
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let thumbs = Arc::new(Thumbs {
+        Ok(Arc::new(Thumbs {
             dir,
-            queue: tx,
             failed: Mutex::new(failed),
             making: Turn::default(),
-        });
-        let worker = thumbs.clone();
-        std::thread::Builder::new()
-            .name("thumbnails".into())
-            .spawn(move || worker.run(rx))?;
-        Ok(thumbs)
-    }
-
-    fn run(&self, rx: Receiver<(PathBuf, String, String)>) {
-        while let Ok((src, name, mime)) = rx.recv() {
-            // `make` isolates decoder panics; this guards the worker against anything else.
-            let made = catch_unwind(AssertUnwindSafe(|| self.ensure(&src, &name, &mime, None)));
-            if made.is_err() {
-                log::error!("the thumbnail worker caught a panic on {name}");
-            }
-        }
+        }))
     }
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.jpg"))
     }
 
-    /// Queues a thumbnail after an upload; never blocks (a full queue means "lazily later").
-    pub fn queue(&self, src: PathBuf, name: &str, mime: &str) {
+    /// Queues a thumbnail after an upload; never blocks (a full queue means "on first request").
+    pub fn queue(self: &Arc<Self>, jobs: &AfterCommit, src: PathBuf, name: &str, mime: &str) {
         if supported(mime) {
-            let _ = self
-                .queue
-                .try_send((src, name.to_string(), mime.to_string()));
+            let (thumbs, name, mime) = (self.clone(), name.to_string(), mime.to_string());
+            jobs.submit(format!("thumbnail of {name}"), move || {
+                let _ = thumbs.ensure(&src, &name, &mime, None);
+            });
         }
     }
 
