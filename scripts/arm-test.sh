@@ -29,7 +29,7 @@ smoke() {
   [ -n "$url" ] || { cat "$dir/log"; echo "$t: no address"; return 1; }
   # A real PNG header then 3 MiB of random bytes.
   { printf '\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0'; head -c 3145728 /dev/urandom; } >"$dir/in.png"
-  # Multipart: scanned from a pipe while the file is spliced from its tee (src/http/tee.rs).
+  # Multipart: scanned from a pipe while the file is spliced from its tee (src/upload/tee.rs).
   local json; json=$(curl -fsS -F "file=@$dir/in.png" -F who=qemu "$url/upload")
   local path; path=$(printf '%s' "$json" | sed -n 's/.*"url":"\([^"]*\)".*/\1/p')
   curl -fsS -o "$dir/back.png" "$url$path"

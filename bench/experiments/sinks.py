@@ -15,7 +15,7 @@ Sinks:
                          (pidrop's multipart path before the third session)
   teescan                socket -> scan pipe, tee into a hold pipe, read the scan pipe 8 KiB at a
                          time (where a parser would look for the boundary), splice the hold pipe
-                         to the file (pidrop's multipart path since, src/http/tee.rs)
+                         to the file (pidrop's multipart path since, src/upload/tee.rs)
 """
 import ctypes, fcntl, functools, os, sys
 

@@ -11,7 +11,6 @@ pub mod range;
 pub mod request;
 pub mod response;
 pub mod server;
-pub mod tee;
 
 pub use head::HeadLimits;
 pub use request::{body_error, MinRate, Request};

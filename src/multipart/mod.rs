@@ -66,7 +66,7 @@ impl From<MultipartError> for ParseError {
 }
 
 /// Where the parser's bytes come from: any `Read`, or a source that keeps its own copy of what
-/// it hands out (`http::tee::TeeBody`) and is told which bytes the parser is done with.
+/// it hands out (`upload::tee::TeeBody`) and is told which bytes the parser is done with.
 pub trait Source {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// The parser has consumed everything before body offset `offset` (before each read).

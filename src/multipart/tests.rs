@@ -63,7 +63,7 @@ fn parse_all(
             Ok(Event::Data(d)) => {
                 assert!(!d.is_empty(), "empty data events are noise");
                 let d = d.to_vec();
-                // The hold pipe (http/tee.rs) finds a file's bytes by these offsets.
+                // The hold pipe (upload/tee.rs) finds a file's bytes by these offsets.
                 let end = mp.consumed() as usize;
                 assert_eq!(&body[end - d.len()..end], &d[..], "data ends at consumed()");
                 parts

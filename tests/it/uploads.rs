@@ -1127,7 +1127,7 @@ fn with_lookalikes(seed: u64, n: usize, boundary: &str) -> Vec<u8> {
 #[test]
 fn large_multipart_bodies_are_stored_byte_exact_however_they_arrive() {
     // A multipart body ≥ 256 KiB is scanned from one pipe while file data is spliced from a
-    // second (http/tee.rs): fields, refused files, look-alike delimiters at every offset and
+    // second (upload/tee.rs): fields, refused files, look-alike delimiters at every offset and
     // writes of any size must come out exactly as with a read through the buffer.
     let srv = Server::start(&["--allow", "bin,txt"]);
     let boundary = Form::new().boundary;

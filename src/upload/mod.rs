@@ -4,7 +4,7 @@
 //! request's files are committed together once the body has ended properly. A large PUT body,
 //! once its first 8 KiB are validated, moves socket → pipe → file inside the kernel instead; a
 //! large multipart body is scanned from one pipe while its file data is spliced from a second
-//! (`http::tee`), the parser still reading 8 KiB at a time.
+//! (`upload::tee`), the parser still reading 8 KiB at a time.
 //!
 //! A request is all or nothing for durability: a body that breaks off (disconnect, malformed
 //! multipart, disk full) leaves no file behind. Individual files may still be refused (type,
@@ -15,12 +15,13 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::error::{AppError, MultipartError, UploadError};
-use crate::http::tee::TeeBody;
+mod tee;
 use crate::http::{body_error, Request};
 use crate::multipart::{self, disposition::percent_decode, Event, Multipart, ParseError};
 use crate::storage::{Meta, Staged, Store, TempFile};
 use crate::sys::Pipe;
 use crate::validate::{self, SNIFF_LEN};
+use tee::TeeBody;
 
 /// Bodies at least this long (for PUT: after the first buffer) are spliced rather than read.
 const SPLICE_FROM: u64 = 256 << 10;
@@ -77,7 +78,7 @@ pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<O
     let boundary = multipart::boundary(ctype)?;
     precheck(store, req.body.declared_len(), cfg.max_request, true)?;
     // A large body with a known length is scanned from a pipe while file data is spliced from
-    // a second one (see `http::tee`); else read through the parser's buffer.
+    // a second one (see `tee.rs`); else read through the parser's buffer.
     let hold = worth_splicing(store, req.body.remaining());
     let mut parser = Multipart::new(
         TeeBody::new(&mut req.body, hold),

@@ -23,8 +23,8 @@
 
 use std::io::{self, Read};
 
-use super::request::Body;
 use crate::error::{fault, Fault};
+use crate::http::request::Body;
 use crate::multipart::{self, BUFFER_SIZE};
 use crate::sys::Pipe;
 
