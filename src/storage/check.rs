@@ -3,8 +3,12 @@
 //! file removed by hand). Run in the background after every start, slowly, and by hand with
 //! `pidrop check [--repair]`.
 //!
-//! Only files older than `before` are removed: a commit in flight has renamed its files but
-//! not yet written its rows, and those files are newer than the start that launched the check.
+//! A commit in flight has renamed its files but not yet written its rows, so a data file
+//! without a row is removed only if it is older than `before` (the start that launched the
+//! check) *and* still has no row after a grace period: file times come from the kernel's coarse
+//! clock, a tick behind, so a commit made right at start could otherwise look old. Rows go the
+//! other way round: a delete unlinks the file before the row, so a row without a file is only
+//! ever a delete in progress or a file removed by hand; dropping it is right either way.
 
 use std::fs;
 use std::io;
@@ -14,6 +18,11 @@ use super::{is_stored_name, Store};
 
 /// Entries looked at between two pauses of the background check.
 const STEP: usize = 256;
+/// How long a data file without a row must stay so, counted from `before`, before it is taken
+/// for a crash's leftover: far longer than any commit takes between its rename and its row.
+const GRACE: Duration = Duration::from_secs(10);
+/// Files without a row noted for removal at most (the rest wait for the next check).
+const MAX_CANDIDATES: usize = 100_000;
 
 /// What a check found, and what it repaired.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -45,6 +54,22 @@ impl Store {
         pace: Duration,
     ) -> io::Result<CheckReport> {
         let mut report = CheckReport::default();
+        let orphans = self.files_without_rows(before, pace, &mut report)?;
+        if repair {
+            self.remove_orphans(orphans, before, &mut report)?;
+        }
+        self.rows_without_files(repair, pace, &mut report)?;
+        Ok(report)
+    }
+
+    /// Data files without a row, older than `before`: the candidates for removal.
+    fn files_without_rows(
+        &self,
+        before: SystemTime,
+        pace: Duration,
+        report: &mut CheckReport,
+    ) -> io::Result<Vec<String>> {
+        let mut candidates = Vec::new();
         for (i, entry) in fs::read_dir(&self.dir)?.enumerate() {
             pause(i, pace);
             let entry = entry?;
@@ -59,11 +84,51 @@ impl Store {
             }
             report.files_without_row += 1;
             let old = entry.metadata()?.modified().is_ok_and(|t| t < before);
-            if repair && old && fs::remove_file(entry.path()).is_ok() {
+            if old && candidates.len() < MAX_CANDIDATES {
+                candidates.push(name);
+            }
+        }
+        Ok(candidates)
+    }
+
+    /// Removes the candidates that still have no row after the grace period.
+    fn remove_orphans(
+        &self,
+        candidates: Vec<String>,
+        before: SystemTime,
+        report: &mut CheckReport,
+    ) -> io::Result<()> {
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let waited = SystemTime::now().duration_since(before).unwrap_or_default();
+        let wait = GRACE.saturating_sub(waited);
+        log::info!(
+            "{} data file(s) without a catalogue row; removing those still without one in {}s",
+            candidates.len(),
+            wait.as_secs()
+        );
+        std::thread::sleep(wait);
+        for name in candidates {
+            if self.catalogue.contains(&name).map_err(io::Error::other)? {
+                report.files_without_row -= 1; // its commit has landed meanwhile
+                continue;
+            }
+            if fs::remove_file(self.dir.join(&name)).is_ok() {
                 log::warn!("removed {name}: a data file without a catalogue row (an upload cut off by a crash)");
                 report.removed_files += 1;
             }
         }
+        Ok(())
+    }
+
+    /// Rows whose data file is gone; dropped with `repair`.
+    fn rows_without_files(
+        &self,
+        repair: bool,
+        pace: Duration,
+        report: &mut CheckReport,
+    ) -> io::Result<()> {
         let mut after = String::new();
         let mut i = 0;
         loop {
@@ -86,7 +151,7 @@ impl Store {
                 }
             }
         }
-        Ok(report)
+        Ok(())
     }
 }
 

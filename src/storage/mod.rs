@@ -545,14 +545,15 @@ impl Store {
         let Some(meta) = self.get(name) else {
             return Ok(false);
         };
-        match fs::remove_file(self.dir.join(&meta.name)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        let unlinked = match fs::remove_file(self.dir.join(&meta.name)) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(AppError::Storage(e)),
-        }
+        };
+        // The consistency check may drop the row between the two steps: still our delete.
         let removed = self.catalogue.delete(name).map_err(catalogue_error)?;
         sync_dir(&self.dir).map_err(AppError::Storage)?;
-        Ok(removed)
+        Ok(unlinked || removed)
     }
 
     /// (files, bytes) in the catalogue.

@@ -203,11 +203,46 @@ fn a_multipart_commit_cut_at_any_point_is_all_or_nothing() {
             .len();
         assert_eq!(files, listed, "{point}");
         assert!(
-            eventually(Duration::from_secs(10), || srv.stored_files().len()
+            eventually(Duration::from_secs(30), || srv.stored_files().len()
                 == listed),
             "{point}: data files without rows are removed: {:?}",
             srv.stored_files()
         );
         assert!(srv.temp_files().is_empty(), "{point}");
     }
+}
+
+/// A data file without a row at start is removed only if it still has none after the grace
+/// period: a commit landing meanwhile (here, a row written by another process) keeps its file.
+#[test]
+fn a_file_whose_row_lands_during_the_grace_period_is_kept() {
+    let mut srv = Server::start(&[]);
+    assert_eq!(
+        request(srv.addr, "PUT", "/upload/a.txt", &[], b"x").status,
+        201
+    );
+    srv.kill9();
+    let name = "0123456789abcdef0123456789abcdef.txt";
+    let file = srv.dir.join(name);
+    std::fs::write(&file, b"late row").expect("file");
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .and_then(|f| f.set_modified(old))
+        .expect("mtime");
+    srv.restart();
+    assert!(eventually(Duration::from_secs(10), || srv
+        .log_text()
+        .contains("removing those still without one")));
+    let db = rusqlite::Connection::open(srv.dir.join(".pidrop/catalogue.sqlite")).expect("db");
+    db.busy_timeout(Duration::from_secs(5)).expect("busy");
+    db.execute(
+        "INSERT INTO files VALUES (?1, 'late.txt', 8, 'text/plain', '', 1, '')",
+        [name],
+    )
+    .expect("row");
+    srv.wait_for_check();
+    assert!(file.exists(), "{}", srv.log_text());
+    assert_eq!(srv.get(&format!("/files/{name}")).body, b"late row");
 }

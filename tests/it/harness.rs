@@ -137,6 +137,20 @@ impl Server {
         }
     }
 
+    /// Waits until the consistency check that runs after every start has finished, before a
+    /// test changes files behind pidrop's back.
+    pub fn wait_for_check(&self) {
+        // One check per start: as many "consistency check" lines as start-up lines.
+        let done = || {
+            let log = self.log_text();
+            log.matches("consistency check").count() >= log.matches(" bytes in ").count()
+        };
+        assert!(
+            eventually(Duration::from_secs(30), done),
+            "the consistency check did not finish"
+        );
+    }
+
     pub fn alive(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }

@@ -48,6 +48,7 @@ fn a_delete_that_cannot_remove_the_file_keeps_it_listed() {
     let srv = Server::start(&[]);
     let put = request(srv.addr, "PUT", "/upload/a.txt", &[], b"hello");
     let name = name_of(&put);
+    srv.wait_for_check();
     // Root may unlink anything, so make the unlink itself fail: a non-empty directory in place.
     let path = srv.dir.join(&name);
     std::fs::remove_file(&path).expect("rm");

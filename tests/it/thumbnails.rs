@@ -337,6 +337,7 @@ fn a_replaced_file_gets_a_new_thumbnail() {
     assert_eq!((status, w, h), (200, 256, 192));
     let cached = srv.dir.join(format!(".pidrop/thumbs/{stored}.jpg"));
     assert!(eventually(Duration::from_secs(5), || cached.exists()));
+    srv.wait_for_check();
     std::thread::sleep(Duration::from_millis(20));
     std::fs::write(srv.dir.join(&stored), make_jpeg(480, 640, None)).expect("replace");
     let t = srv.get(&format!("/thumbnails/{stored}"));

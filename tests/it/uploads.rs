@@ -530,8 +530,8 @@ fn a_restart_keeps_the_listing_and_cleans_up() {
     assert_eq!(strip(kept), strip(&before[0]));
     assert!(srv.temp_files().is_empty());
     // The background check removes the orphan and drops the row of the vanished file.
-    assert!(eventually(Duration::from_secs(10), || !orphan.exists()));
-    assert!(eventually(Duration::from_secs(10), || srv
+    assert!(eventually(Duration::from_secs(30), || !orphan.exists()));
+    assert!(eventually(Duration::from_secs(30), || srv
         .get("/files")
         .json()["files"]
         .as_array()
