@@ -33,6 +33,17 @@ fn make_v01_dir(dir: &std::path::Path, n: usize) -> Vec<String> {
     names
 }
 
+/// A file whose modification time is an hour ago: a leftover from before the last start.
+fn write_old(path: &std::path::Path, data: &[u8]) {
+    std::fs::write(path, data).expect("write");
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(old))
+        .expect("mtime");
+}
+
 #[test]
 fn a_v01_dir_is_imported_on_first_start_and_its_sidecars_removed() {
     let root = TempDir::new("v01");
@@ -135,14 +146,8 @@ fn check_reports_and_repairs_by_hand() {
     let dir = srv.dir.clone();
     std::fs::remove_file(dir.join(&name)).expect("rm by hand");
     let orphan = dir.join("0123456789abcdef0123456789abcdef.txt");
-    std::fs::write(&orphan, b"x").expect("orphan");
     // Older than a minute, as a crash leftover found later would be.
-    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
-    std::fs::File::options()
-        .write(true)
-        .open(&orphan)
-        .and_then(|f| f.set_modified(old))
-        .expect("mtime");
+    write_old(&orphan, b"x");
     let bin = env!("CARGO_BIN_EXE_pidrop");
     let report = Command::new(bin)
         .args(["check", "--dir"])
@@ -224,13 +229,7 @@ fn a_file_whose_row_lands_during_the_grace_period_is_kept() {
     srv.kill9();
     let name = "0123456789abcdef0123456789abcdef.txt";
     let file = srv.dir.join(name);
-    std::fs::write(&file, b"late row").expect("file");
-    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
-    std::fs::File::options()
-        .write(true)
-        .open(&file)
-        .and_then(|f| f.set_modified(old))
-        .expect("mtime");
+    write_old(&file, b"late row");
     srv.restart();
     assert!(eventually(Duration::from_secs(10), || srv
         .log_text()
