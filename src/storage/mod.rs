@@ -542,10 +542,7 @@ impl Store {
     /// Removes a file and its row. `Ok(false)` if there was no such file. The data file goes
     /// first: if it cannot be removed, the file stays listed (nothing is left unlisted).
     pub fn delete(&self, name: &str) -> Result<bool, AppError> {
-        let Some(meta) = self.get(name) else {
-            return Ok(false);
-        };
-        let unlinked = match fs::remove_file(self.dir.join(&meta.name)) {
+        let unlinked = match fs::remove_file(self.dir.join(name)) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(AppError::Storage(e)),
