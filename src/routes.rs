@@ -236,8 +236,9 @@ impl App {
     fn stored(&self, o: &Outcome) {
         #[cfg(feature = "thumbnails")]
         for m in &o.stored {
-            self.thumbs
-                .queue(&self.after_commit, self.store.path_of(m), &m.name, &m.mime);
+            if let Some(src) = self.store.local_path(m) {
+                self.thumbs.queue(&self.after_commit, src, &m.name, &m.mime);
+            }
         }
         #[cfg(not(feature = "thumbnails"))]
         let _ = o;
@@ -261,7 +262,7 @@ impl App {
         {
             use crate::thumbs::{NoThumb, REQUEST_WAIT};
             let meta = self.store.get(name).ok_or(AppError::NotFound)?;
-            let src = self.store.path_of(&meta);
+            let src = self.store.local_path(&meta).ok_or(AppError::NotFound)?;
             match self
                 .thumbs
                 .ensure(&src, name, &meta.mime, Some(REQUEST_WAIT))

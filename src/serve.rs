@@ -1,38 +1,18 @@
 //! Downloads of stored files: the right type, a safe disposition, the sandbox CSP, validators
 //! (ETag, Last-Modified) with conditional requests (`http::conditional`), and single byte ranges.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
-
 use crate::error::AppError;
 use crate::http::conditional::{self, Validators, Verdict};
 use crate::http::range::{self, ByteRange};
 use crate::http::{Payload, Request, Response};
+use crate::storage::backend::Blob;
 use crate::storage::{Meta, Store};
 use crate::time::http_date;
 use crate::validate::{inline_safe, served_type};
 
-/// Opens a file pidrop serves, and its length. O_NOFOLLOW: a stored name replaced by a symlink
-/// is never followed out of the upload dir (ELOOP is reported as 404, like a missing file).
-fn open_no_follow(path: &std::path::Path) -> Result<(std::fs::File, u64), AppError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP) {
-                AppError::NotFound
-            } else {
-                AppError::Storage(e)
-            }
-        })?;
-    let len = file.metadata().map_err(AppError::Storage)?.len();
-    Ok((file, len))
-}
-
 pub fn file(store: &Store, req: &Request<'_>, name: &str) -> Result<Response, AppError> {
     let meta = store.get(name).ok_or(AppError::NotFound)?;
-    let (file, len) = open_no_follow(&store.path_of(&meta))?;
+    let Blob { file, len } = store.open_blob(&meta)?;
     let etag = etag(&meta, len);
     let base = |status| {
         Response::new(status)
@@ -96,7 +76,14 @@ pub fn check_delete(req: &Request<'_>, meta: &Meta) -> Result<(), AppError> {
 
 /// A cached thumbnail (always a JPEG pidrop made itself).
 pub fn thumbnail(path: &std::path::Path) -> Result<Response, AppError> {
-    let (file, len) = open_no_follow(path).map_err(|_| AppError::NotFound)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NOFOLLOW: a thumbnail replaced by a symlink is never followed out of the state dir.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|_| AppError::NotFound)?;
+    let len = file.metadata().map_err(AppError::Storage)?.len();
     let mut resp = Response::new(200)
         .header("Content-Type", "image/jpeg")
         .header("X-Content-Type-Options", "nosniff")

@@ -10,11 +10,10 @@
 //! other way round: a delete unlinks the file before the row, so a row without a file is only
 //! ever a delete in progress or a file removed by hand; dropping it is right either way.
 
-use std::fs;
 use std::io;
 use std::time::{Duration, SystemTime};
 
-use super::{is_stored_name, Store};
+use super::Store;
 
 /// Entries looked at between two pauses of the background check.
 const STEP: usize = 256;
@@ -70,24 +69,23 @@ impl Store {
         report: &mut CheckReport,
     ) -> io::Result<Vec<String>> {
         let mut candidates = Vec::new();
-        for (i, entry) in fs::read_dir(&self.dir)?.enumerate() {
+        let mut i = 0;
+        self.blobs.each(&mut |blob| {
             pause(i, pace);
-            let entry = entry?;
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if !is_stored_name(&name) || !entry.file_type()?.is_file() {
-                continue;
-            }
-            if self.catalogue.contains(&name).map_err(io::Error::other)? {
-                continue;
+            i += 1;
+            if self
+                .catalogue
+                .contains(&blob.name)
+                .map_err(io::Error::other)?
+            {
+                return Ok(());
             }
             report.files_without_row += 1;
-            let old = entry.metadata()?.modified().is_ok_and(|t| t < before);
-            if old && candidates.len() < MAX_CANDIDATES {
-                candidates.push(name);
+            if blob.modified < before && candidates.len() < MAX_CANDIDATES {
+                candidates.push(blob.name);
             }
-        }
+            Ok(())
+        })?;
         Ok(candidates)
     }
 
@@ -114,7 +112,7 @@ impl Store {
                 report.files_without_row -= 1; // its commit has landed meanwhile
                 continue;
             }
-            if fs::remove_file(self.dir.join(&name)).is_ok() {
+            if self.blobs.remove(&name).is_ok_and(|removed| removed) {
                 log::warn!("removed {name}: a data file without a catalogue row (an upload cut off by a crash)");
                 report.removed_files += 1;
             }
@@ -141,7 +139,7 @@ impl Store {
             for name in names {
                 pause(i, pace);
                 i += 1;
-                if fs::symlink_metadata(self.dir.join(&name)).is_ok() {
+                if self.blobs.exists(&name)? {
                     continue;
                 }
                 report.rows_without_file += 1;

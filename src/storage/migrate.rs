@@ -1,4 +1,4 @@
-//! Filling the catalogue from the upload dir itself: pidrop 0.1's metadata sidecars
+//! Filling the catalogue from the stored blobs themselves: pidrop 0.1's metadata sidecars
 //! (`.pidrop/meta/<name>.meta`, one per stored file) on the first start of this version, and
 //! `pidrop check --rebuild` after a catalogue is lost.
 //!
@@ -11,8 +11,9 @@ use std::io;
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
+use super::backend::BlobInfo;
 use super::meta::{decode_meta, Meta};
-use super::{is_stored_name, OpenError, Store, CATALOGUE_FILE};
+use super::{OpenError, Store, CATALOGUE_FILE};
 
 /// Rows per transaction: large enough that 100k files take seconds, small enough that a
 /// crash loses little work.
@@ -53,45 +54,37 @@ pub(super) fn import_sidecars(store: &Store) -> Result<(), OpenError> {
 pub(super) fn import_dir(store: &Store, sidecars: Option<&Path>) -> Result<usize, OpenError> {
     let mut batch = Vec::with_capacity(BATCH);
     let mut added = 0;
-    for entry in fs::read_dir(&store.dir)? {
-        let entry = entry?;
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            continue;
-        };
-        if !is_stored_name(&name) || !entry.file_type()?.is_file() {
-            continue;
-        }
-        let fs_meta = entry.metadata()?;
+    store.blobs.each(&mut |blob| {
         let sidecar = sidecars
-            .and_then(|d| fs::read_to_string(d.join(format!("{name}.meta"))).ok())
-            .and_then(|text| decode_meta(&name, &text))
-            .filter(|m| m.size == fs_meta.len());
-        batch.push(sidecar.unwrap_or_else(|| known_from_file(name, &fs_meta)));
+            .and_then(|d| fs::read_to_string(d.join(format!("{}.meta", blob.name))).ok())
+            .and_then(|text| decode_meta(&blob.name, &text))
+            .filter(|m| m.size == blob.len);
+        batch.push(sidecar.unwrap_or_else(|| known_from_blob(blob)));
         if batch.len() == BATCH {
-            added += store.catalogue.import(&batch)?;
+            added += store.catalogue.import(&batch).map_err(io::Error::other)?;
             batch.clear();
         }
-    }
+        Ok(())
+    })?;
     added += store.catalogue.import(&batch)?;
     Ok(added)
 }
 
-fn known_from_file(name: String, fs_meta: &fs::Metadata) -> Meta {
-    let mtime = fs_meta.modified().unwrap_or(UNIX_EPOCH);
+fn known_from_blob(blob: BlobInfo) -> Meta {
     Meta {
-        original_name: name.clone(),
-        size: fs_meta.len(),
+        original_name: blob.name.clone(),
+        size: blob.len,
         mime: "application/octet-stream".to_string(),
         sha256: String::new(),
-        uploaded_at: mtime
+        uploaded_at: blob
+            .modified
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos(),
         fields: Vec::new(),
-        name,
+        name: blob.name,
     }
 }
-
 /// `pidrop check --rebuild`: moves a damaged catalogue aside (kept, renamed) so that the next
 /// open starts a new one. Returns the name it was moved to, if there was one.
 pub fn move_catalogue_aside(dir: &Path) -> io::Result<Option<String>> {

@@ -15,12 +15,14 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::error::{AppError, MultipartError, UploadError};
+mod ingest;
 mod tee;
 use crate::http::{body_error, Request};
 use crate::multipart::{self, disposition::percent_decode, Event, Multipart, ParseError};
-use crate::storage::{Meta, Staged, Store, TempFile};
+use crate::storage::{Meta, Staged, Store};
 use crate::sys::Pipe;
-use crate::validate::{self, SNIFF_LEN};
+use crate::validate;
+pub use ingest::Ingest;
 use tee::TeeBody;
 
 /// Bodies at least this long (for PUT: after the first buffer) are spliced rather than read.
@@ -33,20 +35,11 @@ pub struct Outcome {
     pub fields: Vec<(String, String)>,
 }
 
-/// A file part on its way in: sniffing its first bytes, then streaming to a temp file.
-struct Incoming {
-    original: String,
-    ext: String,
-    mime: Option<String>,
-    temp: Option<TempFile>,
-    size: u64,
-}
-
-enum Current {
+enum Current<'a> {
     None,
     /// Refused or empty: its data is read and dropped.
     Skip,
-    File(Box<Incoming>),
+    File(Box<Ingest<'a>>),
     Field {
         name: String,
         value: Vec<u8>,
@@ -90,7 +83,6 @@ pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<O
         cfg,
         store,
         held: parser.get_ref().holds(),
-        sniff: Vec::with_capacity(SNIFF_LEN),
         current: Current::None,
         staged: Vec::new(),
         refused: Vec::new(),
@@ -125,8 +117,7 @@ struct Form<'a> {
     store: &'a Store,
     /// Whether file data is kept in the hold pipe (spliced to the file) rather than copied.
     held: bool,
-    sniff: Vec<u8>,
-    current: Current,
+    current: Current<'a>,
     staged: Vec<Staged>,
     refused: Vec<(String, AppError)>,
     fields: Vec<(String, String)>,
@@ -150,16 +141,13 @@ enum Step {
     Refuse(AppError),
 }
 
-impl Form<'_> {
+impl<'a> Form<'a> {
     fn part(&mut self, name: String, filename: Option<String>) {
         self.current = match filename {
             // An empty file input: browsers send `filename=""` and no data.
             Some(raw) if raw.is_empty() => Current::Skip,
-            Some(raw) => match begin_file(self.cfg, &raw) {
-                Ok(inc) => {
-                    self.sniff.clear();
-                    Current::File(Box::new(inc))
-                }
+            Some(raw) => match begin_file(self.cfg, self.store, &raw) {
+                Ok(file) => Current::File(Box::new(file)),
                 Err((name, e)) => {
                     self.refused.push((name, e));
                     Current::Skip
@@ -176,12 +164,10 @@ impl Form<'_> {
     /// file's are validated and written; what is left to do with the parser is returned.
     fn data(&mut self, data: &[u8]) -> Result<Step, AppError> {
         match &mut self.current {
-            Current::File(inc) => Ok(
-                match file_data(self.cfg, self.store, inc, &mut self.sniff, data, self.held) {
-                    Ok(tail) => Step::Keep(tail),
-                    Err(e) => Step::Refuse(e),
-                },
-            ),
+            Current::File(file) => Ok(match file.take(data, self.held) {
+                Ok(tail) => Step::Keep(tail),
+                Err(e) => Step::Refuse(e),
+            }),
             Current::Field { value, .. } => {
                 if (value.len() + data.len()) as u64 > self.cfg.max_field {
                     return Err(MultipartError::FieldTooLarge {
@@ -203,9 +189,9 @@ impl Form<'_> {
             Step::Done => return Ok(()),
             Step::Refuse(e) => Err(e),
             Step::Keep(tail) => match &mut self.current {
-                Current::File(inc) => {
+                Current::File(file) => {
                     let end = parser.consumed();
-                    keep_held(self.store, parser.get_mut(), end, inc, tail)
+                    keep_held(parser.get_mut(), end, file, tail)
                 }
                 _ => Ok(()),
             },
@@ -214,8 +200,8 @@ impl Form<'_> {
             Ok(()) => Ok(()),
             Err(e) if stops_request(&e) => Err(e),
             Err(e) => {
-                if let Current::File(inc) = &self.current {
-                    self.refused.push((inc.original.clone(), e));
+                if let Current::File(file) = &self.current {
+                    self.refused.push((file.original().to_string(), e));
                 }
                 parser.get_mut().drop_kept();
                 self.current = Current::Skip; // drops the temp file
@@ -226,14 +212,13 @@ impl Form<'_> {
 
     fn part_end(&mut self, body: &mut TeeBody<'_, '_>) -> Result<(), AppError> {
         match std::mem::replace(&mut self.current, Current::None) {
-            Current::File(mut inc) => {
-                flush_held(self.store, body, &mut inc)?;
-                let finished = finish_validation(self.cfg, self.store, &mut inc, &self.sniff)
-                    .and_then(|_| stage(self.store, *inc));
-                match finished {
+            Current::File(mut file) => {
+                flush_held(body, &mut file)?;
+                let original = file.original().to_string();
+                match file.finish() {
                     Ok(s) => self.staged.push(s),
-                    Err((_, e)) if stops_request(&e) => return Err(e),
-                    Err(refusal) => self.refused.push(refusal),
+                    Err(e) if stops_request(&e) => return Err(e),
+                    Err(e) => self.refused.push((original, e)),
                 }
             }
             Current::Field { name, value } => {
@@ -259,70 +244,22 @@ impl Form<'_> {
     }
 }
 
-fn begin_file(cfg: &Config, raw: &str) -> Result<Incoming, (String, AppError)> {
+fn begin_file<'a>(
+    cfg: &'a Config,
+    store: &'a Store,
+    raw: &str,
+) -> Result<Ingest<'a>, (String, AppError)> {
     let original = validate::original_name(raw)
         .ok_or_else(|| (raw.to_string(), UploadError::BadName.into()))?;
-    let ext = validate::extension(&original);
-    if !cfg.allow.allows(&ext) {
-        return Err((
-            original,
-            UploadError::TypeNotAllowed { extension: ext }.into(),
-        ));
-    }
-    Ok(Incoming {
-        original,
-        ext,
-        mime: None,
-        temp: None,
-        size: 0,
-    })
-}
-
-/// Takes one slice of a file's data: sniff first, then validate, then write. With `held`, the
-/// bytes past the sniffed ones are not written from the slice: their count is returned, and
-/// `keep_held` takes the same bytes from the hold pipe.
-fn file_data(
-    cfg: &Config,
-    store: &Store,
-    inc: &mut Incoming,
-    sniff: &mut Vec<u8>,
-    mut data: &[u8],
-    held: bool,
-) -> Result<usize, AppError> {
-    inc.size += data.len() as u64;
-    if inc.size > cfg.max_size {
-        return Err(UploadError::TooLarge {
-            limit: cfg.max_size,
-        }
-        .into());
-    }
-    if inc.temp.is_none() {
-        let take = (SNIFF_LEN - sniff.len()).min(data.len());
-        sniff.extend_from_slice(&data[..take]);
-        data = &data[take..];
-        if sniff.len() < SNIFF_LEN {
-            return Ok(0);
-        }
-        open_validated(cfg, store, inc, sniff)?;
-    }
-    if let Some(temp) = inc.temp.as_mut() {
-        if held {
-            return Ok(data.len());
-        }
-        if !data.is_empty() {
-            store.write(temp, data)?;
-        }
-    }
-    Ok(0)
+    Ingest::begin(cfg, store, original.clone()).map_err(|e| (original, e))
 }
 
 /// Keeps the last `tail` bytes of the event just parsed (which ends at the body offset `end`)
 /// in the hold pipe as the file's data, moving what is kept into the file when it is due.
 fn keep_held(
-    store: &Store,
     body: &mut TeeBody<'_, '_>,
     end: u64,
-    inc: &mut Incoming,
+    file: &mut Ingest<'_>,
     tail: usize,
 ) -> Result<(), AppError> {
     if tail == 0 {
@@ -330,21 +267,16 @@ fn keep_held(
     }
     body.keep(end, tail).map_err(AppError::Storage)?;
     if body.flush_due() {
-        flush_held(store, body, inc)?;
+        flush_held(body, file)?;
     }
     Ok(())
 }
 
 /// Moves the file data kept in the hold pipe into the file.
-fn flush_held(
-    store: &Store,
-    body: &mut TeeBody<'_, '_>,
-    inc: &mut Incoming,
-) -> Result<(), AppError> {
-    match (body.flush(), inc.temp.as_mut()) {
-        (Some((pipe, n)), Some(temp)) => store.write_from_pipe(temp, pipe, n),
-        (None, _) => Ok(()),
-        (Some(_), None) => Err(AppError::Internal),
+fn flush_held(body: &mut TeeBody<'_, '_>, file: &mut Ingest<'_>) -> Result<(), AppError> {
+    match body.flush() {
+        Some((pipe, n)) => file.write_deferred(pipe, n),
+        None => Ok(()),
     }
 }
 
@@ -353,49 +285,6 @@ fn flush_held(
 /// 64 KiB files: bench/PROFILE.md, small files).
 fn worth_splicing(store: &Store, remaining: Option<u64>) -> bool {
     remaining.is_some_and(|left| left >= SPLICE_FROM) && store.can_splice()
-}
-
-/// Validates the first bytes; only then is a temp file created and they are written.
-fn open_validated(
-    cfg: &Config,
-    store: &Store,
-    inc: &mut Incoming,
-    sniff: &[u8],
-) -> Result<(), AppError> {
-    let mime = validate::check(&cfg.allow, &inc.ext, sniff)?;
-    store.ensure_room(0)?;
-    let mut temp = store.create_temp(None)?;
-    store.write(&mut temp, sniff)?;
-    inc.mime = Some(mime);
-    inc.temp = Some(temp);
-    Ok(())
-}
-
-fn finish_validation(
-    cfg: &Config,
-    store: &Store,
-    inc: &mut Incoming,
-    sniff: &[u8],
-) -> Result<(), (String, AppError)> {
-    if inc.temp.is_none() {
-        open_validated(cfg, store, inc, sniff).map_err(|e| (inc.original.clone(), e))?;
-    }
-    Ok(())
-}
-
-fn stage(store: &Store, inc: Incoming) -> Result<Staged, (String, AppError)> {
-    let Incoming {
-        original,
-        ext,
-        mime,
-        temp,
-        ..
-    } = inc;
-    let temp = temp.ok_or_else(|| (original.clone(), AppError::Internal))?;
-    let mime = mime.unwrap_or_else(|| "application/octet-stream".to_string());
-    store
-        .stage(temp, original.clone(), mime, &ext)
-        .map_err(|e| (original, e))
 }
 
 /// `PUT /upload/<name>`: the raw body is the file.
@@ -408,14 +297,13 @@ pub fn put(
     let decoded = percent_decode(raw_name.as_bytes()).ok_or(UploadError::BadName)?;
     let original =
         validate::original_name(&String::from_utf8_lossy(&decoded)).ok_or(UploadError::BadName)?;
-    let ext = validate::extension(&original);
-    if !cfg.allow.allows(&ext) {
-        return Err(UploadError::TypeNotAllowed { extension: ext }.into());
-    }
+    let mut file = Ingest::begin(cfg, store, original)?.expect(req.body.declared_len());
     precheck(store, req.body.declared_len(), cfg.max_size, false)?;
     let fields = query_fields(req.head.query.as_deref());
     let mut buf = vec![0u8; multipart::BUFFER_SIZE];
-    // Fill the buffer once (or to the end of a short body) for the content check.
+    // The first buffer is read whole (or to the end of a short body), enough for the check;
+    // then a large body with a known length goes socket → pipe → file inside the kernel (see
+    // `sys::Pipe`); without a pipe (none to be had, or a chunked or short body) it is read.
     let mut filled = 0;
     while filled < buf.len() {
         let n = req.body.read(&mut buf[filled..]).map_err(body_error)?;
@@ -424,35 +312,22 @@ pub fn put(
         }
         filled += n;
     }
-    // A limit below 8 KiB can already be passed by the first buffer (chunked bodies).
-    if filled as u64 > cfg.max_size {
-        return Err(UploadError::TooLarge {
-            limit: cfg.max_size,
-        }
-        .into());
-    }
-    let mime = validate::check(&cfg.allow, &ext, &buf[..filled])?;
-    let mut temp = store.create_temp(req.body.declared_len())?;
-    store.write(&mut temp, &buf[..filled])?;
-    // A large body with a known length goes socket → pipe → file inside the kernel (see
-    // `sys::Pipe`); without a pipe (none to be had, or a chunked or short body) it is read.
-    let pipe = if worth_splicing(store, req.body.remaining()) {
+    file.take(&buf[..filled], false)?;
+    let pipe = if file.validated() && worth_splicing(store, req.body.remaining()) {
         Pipe::new().ok()
     } else {
         None
     };
-    let too_large = |temp: &TempFile, n: usize| temp.size() + n as u64 > cfg.max_size;
-    let over_limit = loop {
+    loop {
         if let Some(pipe) = &pipe {
             match req
                 .body
                 .splice_into(pipe, pipe.capacity())
                 .map_err(body_error)?
             {
-                Some(0) => break false,
-                Some(n) if too_large(&temp, n) => break true,
+                Some(0) => break,
                 Some(n) => {
-                    store.write_from_pipe(&mut temp, pipe, n)?;
+                    file.take_from_pipe(pipe, n)?;
                     continue;
                 }
                 None => {}
@@ -460,20 +335,11 @@ pub fn put(
         }
         let n = req.body.read(&mut buf).map_err(body_error)?;
         if n == 0 {
-            break false;
+            break;
         }
-        if too_large(&temp, n) {
-            break true;
-        }
-        store.write(&mut temp, &buf[..n])?;
-    };
-    if over_limit {
-        return Err(UploadError::TooLarge {
-            limit: cfg.max_size,
-        }
-        .into());
+        file.take(&buf[..n], false)?;
     }
-    let mut staged = store.stage(temp, original, mime, &ext)?;
+    let mut staged = file.finish()?;
     staged.meta.fields = fields;
     store.commit(vec![staged])?.pop().ok_or(AppError::Internal)
 }

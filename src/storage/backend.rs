@@ -1,0 +1,86 @@
+//! Where a file's bytes live, behind one trait, so the upload code does not care: the
+//! catalogue (SQLite, `catalogue.rs`) is the index, a [`Backend`] keeps the bytes under stored
+//! names. The local filesystem (`local.rs`) is the one backend today; an S3 bucket is next.
+//!
+//! What a backend promises: a [`BlobWriter`] takes bytes in order and keeps them out of sight
+//! until `place` puts them under their stored name; `placed` is the barrier after which a
+//! request's placed blobs survive a power cut. What it may offer beyond that is a fast path the
+//! callers ask for rather than assume: `can_splice` (bytes moved from a pipe without entering
+//! user space) and `local_path` (a file the thumbnailer and `sendfile` can read).
+//!
+//! Whether an unfinished blob vanishes when dropped or survives a restart is the caller's
+//! policy ([`Lifetime`]): a request's temp file goes with the request, a resumable upload's
+//! stays until it is finished, terminated or expired.
+
+use std::fs::File;
+use std::io;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use crate::sys::Pipe;
+
+/// How long an unfinished blob lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifetime<'a> {
+    /// Removed when its writer is dropped unplaced, and at start (a request's temp file).
+    Request,
+    /// Kept under this id across drops and restarts until placed or discarded (tus).
+    Kept(&'a str),
+}
+
+/// A stored file opened for reading.
+pub struct Blob {
+    pub file: File,
+    pub len: u64,
+}
+
+/// One stored blob, as a listing sees it (for the consistency check and rebuilds).
+pub struct BlobInfo {
+    pub name: String,
+    pub len: u64,
+    pub modified: SystemTime,
+}
+
+/// Bytes on their way in.
+pub trait BlobWriter: Send {
+    /// Appends `data`.
+    fn append(&mut self, data: &[u8]) -> io::Result<()>;
+    /// Appends exactly `len` bytes waiting in `pipe`; only when the backend `can_splice`.
+    fn append_from_pipe(&mut self, pipe: &Pipe, len: usize) -> io::Result<()>;
+    /// Bytes appended so far (including those of earlier writers of a kept blob).
+    fn written(&self) -> u64;
+    /// Makes everything appended durable, without finishing: the offset a resumable upload
+    /// may acknowledge.
+    fn sync(&mut self) -> io::Result<()>;
+    /// No more bytes: makes them durable and returns their sha256 (hex) when hashing is on.
+    fn finish(&mut self) -> io::Result<Option<String>>;
+    /// Puts the finished bytes under `name` (not yet durable: see `Backend::placed`). From
+    /// then on the blob is the caller's to remove (`Backend::remove`).
+    fn place(&mut self, name: &str) -> io::Result<()>;
+}
+
+/// A store of blobs under stored names.
+pub trait Backend: Send + Sync {
+    /// A new, empty blob being written.
+    fn create(&self, lifetime: Lifetime<'_>) -> io::Result<Box<dyn BlobWriter>>;
+    /// The kept blob `id` again, to append to it; `NotFound` if there is none.
+    fn reopen(&self, id: &str) -> io::Result<Box<dyn BlobWriter>>;
+    /// Removes the kept blob `id` (terminated or expired); `Ok(false)` if there was none.
+    fn discard(&self, id: &str) -> io::Result<bool>;
+    /// Makes the blobs placed so far durable under their names.
+    fn placed(&self) -> io::Result<()>;
+    /// Removes a stored blob, durably; `Ok(false)` if there was none.
+    fn remove(&self, name: &str) -> io::Result<bool>;
+    /// Opens a stored blob for reading.
+    fn open(&self, name: &str) -> io::Result<Blob>;
+    /// Whether a stored blob exists.
+    fn exists(&self, name: &str) -> io::Result<bool>;
+    /// Calls `visit` with every stored blob (order unspecified).
+    fn each(&self, visit: &mut dyn FnMut(BlobInfo) -> io::Result<()>) -> io::Result<()>;
+    /// Bytes that can still be stored.
+    fn free_space(&self) -> io::Result<u64>;
+    /// Whether `BlobWriter::append_from_pipe` works here.
+    fn can_splice(&self) -> bool;
+    /// A local file holding the stored blob, for readers that need a path (thumbnails).
+    fn local_path(&self, name: &str) -> Option<PathBuf>;
+}

@@ -1,0 +1,200 @@
+//! One incoming file, whatever carries it — a multipart part, a PUT body, a tus PATCH — on one
+//! path: its name checked against the allow-list before anything else, its size against the
+//! limit as bytes arrive, its first bytes held until there are enough to check its content
+//! (`validate::check`, magic bytes), and only then a blob created and written, plainly or from
+//! a pipe. `finish` makes it durable, hashed and named: a [`Staged`] file for the commit.
+//!
+//! Nothing here knows where the bytes come from or where they go: the carrier feeds slices or
+//! pipes, the store's backend decides how they land.
+
+use crate::config::Config;
+use crate::error::{AppError, UploadError};
+use crate::storage::{Lifetime, Staged, Store, TempFile};
+use crate::sys::Pipe;
+use crate::validate::{self, AllowList, SNIFF_LEN};
+
+pub struct Ingest<'s> {
+    store: &'s Store,
+    allow: &'s AllowList,
+    /// `--max-size`.
+    limit: u64,
+    original: String,
+    ext: String,
+    /// Known once the first bytes are checked.
+    mime: Option<String>,
+    /// The first bytes, held until they can be checked.
+    sniff: Vec<u8>,
+    temp: Option<TempFile>,
+    /// Bytes taken so far (written, held in `sniff`, or deferred to a pipe).
+    size: u64,
+    /// The declared length, reserved in full once the blob is created.
+    expected: Option<u64>,
+    /// A resumable upload's id: its blob is kept across requests.
+    kept: Option<String>,
+}
+
+impl<'s> Ingest<'s> {
+    /// A file called `original` (already a valid name): refused at once if its extension is
+    /// not allowed, before any of its bytes are read.
+    pub fn begin(
+        cfg: &'s Config,
+        store: &'s Store,
+        original: String,
+    ) -> Result<Ingest<'s>, AppError> {
+        let ext = validate::extension(&original);
+        if !cfg.allow.allows(&ext) {
+            return Err(UploadError::TypeNotAllowed { extension: ext }.into());
+        }
+        Ok(Ingest {
+            store,
+            allow: &cfg.allow,
+            limit: cfg.max_size,
+            original,
+            ext,
+            mime: None,
+            sniff: Vec::new(),
+            temp: None,
+            size: 0,
+            expected: None,
+            kept: None,
+        })
+    }
+
+    /// Reserves `len` bytes of free space for the whole file when its blob is created.
+    pub fn expect(mut self, len: Option<u64>) -> Self {
+        self.expected = len;
+        self
+    }
+
+    /// Keeps the blob under `id` across requests (a resumable upload).
+    pub fn kept(mut self, id: &str) -> Self {
+        self.kept = Some(id.to_string());
+        self
+    }
+
+    /// Continues a resumable upload: `held` is what was taken before but not yet checked (the
+    /// first bytes of a file still too short to check), `temp` its blob if it has one.
+    pub fn resume(mut self, held: &[u8], temp: Option<TempFile>, mime: Option<String>) -> Self {
+        self.size = temp.as_ref().map_or(held.len() as u64, TempFile::size);
+        self.sniff = held.to_vec();
+        self.temp = temp;
+        self.mime = mime;
+        self
+    }
+
+    pub fn original(&self) -> &str {
+        &self.original
+    }
+
+    /// Bytes taken so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The first bytes taken and not yet checked (empty once the blob exists).
+    pub fn held(&self) -> &[u8] {
+        if self.temp.is_some() {
+            &[]
+        } else {
+            &self.sniff
+        }
+    }
+
+    /// The type the content check found, once it ran.
+    pub fn mime(&self) -> Option<&str> {
+        self.mime.as_deref()
+    }
+
+    /// Whether the content check has passed and the blob exists.
+    pub fn validated(&self) -> bool {
+        self.temp.is_some()
+    }
+
+    /// Counts `n` more bytes against the size limit.
+    fn count(&mut self, n: usize) -> Result<(), AppError> {
+        self.size += n as u64;
+        if self.size > self.limit {
+            return Err(UploadError::TooLarge { limit: self.limit }.into());
+        }
+        Ok(())
+    }
+
+    /// Takes the next bytes of the file. With `defer`, the bytes past those the check needs
+    /// are counted but not written: their number is returned, and the caller appends the same
+    /// bytes from a pipe (`write_deferred`).
+    pub fn take(&mut self, mut data: &[u8], defer: bool) -> Result<usize, AppError> {
+        self.count(data.len())?;
+        if self.temp.is_none() {
+            let want = SNIFF_LEN.saturating_sub(self.sniff.len()).min(data.len());
+            if self.sniff.capacity() == 0 {
+                self.sniff.reserve_exact(SNIFF_LEN);
+            }
+            self.sniff.extend_from_slice(&data[..want]);
+            data = &data[want..];
+            if self.sniff.len() < SNIFF_LEN {
+                return Ok(0);
+            }
+            self.open_checked()?;
+        }
+        if defer {
+            return Ok(data.len());
+        }
+        if !data.is_empty() {
+            let temp = self.temp.as_mut().ok_or(AppError::Internal)?;
+            self.store.write(temp, data)?;
+        }
+        Ok(0)
+    }
+
+    /// Takes `n` bytes waiting in `pipe` (after the check has passed: `validated`).
+    pub fn take_from_pipe(&mut self, pipe: &Pipe, n: usize) -> Result<(), AppError> {
+        self.count(n)?;
+        self.write_deferred(pipe, n)
+    }
+
+    /// Writes `n` bytes `take` deferred, from the pipe holding them.
+    pub fn write_deferred(&mut self, pipe: &Pipe, n: usize) -> Result<(), AppError> {
+        let temp = self.temp.as_mut().ok_or(AppError::Internal)?;
+        self.store.write_from_pipe(temp, pipe, n)
+    }
+
+    /// Checks the first bytes; only then is the blob created and they are written.
+    fn open_checked(&mut self) -> Result<(), AppError> {
+        let mime = validate::check(self.allow, &self.ext, &self.sniff)?;
+        self.store.ensure_room(0)?;
+        let expected = self.expected.map(|n| n.saturating_sub(self.size));
+        let lifetime = match &self.kept {
+            Some(id) => Lifetime::Kept(id),
+            None => Lifetime::Request,
+        };
+        let mut temp = self.store.create_temp(expected, lifetime)?;
+        self.store.write(&mut temp, &self.sniff)?;
+        self.sniff = Vec::new();
+        self.mime = Some(mime);
+        self.temp = Some(temp);
+        Ok(())
+    }
+
+    /// Makes what was taken durable without finishing (a resumable upload's offset): the blob,
+    /// or nothing yet if the bytes are still held for the check (the caller keeps `held`).
+    pub fn sync(&mut self) -> Result<(), AppError> {
+        match self.temp.as_mut() {
+            Some(temp) => self.store.sync(temp),
+            None => Ok(()),
+        }
+    }
+
+    /// The file is complete: checked (if it was too short to be checked before), durable,
+    /// hashed and named.
+    pub fn finish(mut self) -> Result<Staged, AppError> {
+        if self.temp.is_none() {
+            self.open_checked()?;
+        }
+        let temp = self.temp.take().ok_or(AppError::Internal)?;
+        let mime = self
+            .mime
+            .take()
+            .unwrap_or_else(|| "application/octet-stream".to_string());
+        self.store.stage(temp, self.original, mime, &self.ext)
+    }
+}
