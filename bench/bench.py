@@ -205,6 +205,19 @@ def curl_post(url, path):
     sh("curl", "-fsS", "-o", "/dev/null", "-F", f"file=@{path}", f"{url}/upload")
 
 
+def make_smalls(work):
+    """400 files of 64 KiB random bytes in `work`/small."""
+    d = os.path.join(work, "small")
+    os.mkdir(d)
+    paths = []
+    for i in range(400):
+        p = os.path.join(d, f"f{i}.bin")
+        with open(p, "wb") as f:
+            f.write(os.urandom(64 << 10))
+        paths.append(p)
+    return paths
+
+
 def small_files(url, paths, kind, conns=8):
     """len(paths) files over `conns` keep-alive connections (one curl process each)."""
     groups = [paths[i::conns] for i in range(conns)]
@@ -348,14 +361,7 @@ def main():
                      f"{median([r[1] for r in runs]) / gib:.2f} s/GiB", f"{max(r[2] for r in runs) / 1024:.1f} MiB"))
         srv.clear()
 
-        small_dir = os.path.join(work, "small")
-        os.mkdir(small_dir)
-        smalls = []
-        for i in range(400):
-            p = os.path.join(small_dir, f"f{i}.bin")
-            with open(p, "wb") as f:
-                f.write(os.urandom(64 << 10))
-            smalls.append(p)
+        smalls = make_smalls(work)
         # No deletes between these runs: on ext4 without a journal (this VM's disk), creating a
         # file right after many deletes spends most of its CPU in the inode allocator's
         # `recently_deleted` scan (bench/PROFILE.md), which would measure the bench, not pidrop.

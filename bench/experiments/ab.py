@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """A/B of pidrop builds on one upload, alternating, so both see the same machine minute.
 
-Usage: python3 bench/experiments/ab.py FILE BINARY[,BINARY...] [put|multipart] [ROUNDS] [-- pidrop args]
+Usage: python3 bench/experiments/ab.py FILE BINARY[,BINARY...] [put|multipart|small-put|small-multipart] [ROUNDS] [-- pidrop args]
 Prints MB/s and server CPU per GiB for each round of each binary. Uses bench.py's server
 handling and its zero-copy sender (the ceiling's own), so the client costs the same for all.
+The small-* modes upload bench.py's 400 x 64 KiB files over 8 keep-alive curl connections
+(FILE is then ignored) and print files/s.
 """
 import os, shutil, sys, tempfile, time
 
@@ -20,16 +22,24 @@ def main():
     if len(args) < 2:
         raise SystemExit(__doc__)
     src, bins = args[0], args[1].split(",")
-    multipart = (args[2] if len(args) > 2 else "multipart") == "multipart"
+    mode = args[2] if len(args) > 2 else "multipart"
+    multipart = mode.endswith("multipart")
     rounds = int(args[3]) if len(args) > 3 else 4
-    gib = os.path.getsize(src) / (1 << 30)
-    work = tempfile.mkdtemp(prefix="pidrop-ab-", dir=os.path.dirname(os.path.abspath(src)))
+    gib = os.path.getsize(src) / (1 << 30) if os.path.exists(src) else 1
+    work = tempfile.mkdtemp(prefix="pidrop-ab-", dir=os.path.dirname(os.path.abspath(src)) or ".")
     servers = {b: bench.Server(b, os.path.join(work, str(i)), *extra) for i, b in enumerate(bins)}
     time.sleep(0.3)
     results = {b: [] for b in bins}
+    smalls = bench.make_smalls(work) if mode.startswith("small") else []
     try:
         for _ in range(rounds):
             for b, srv in servers.items():
+                if smalls:
+                    kind = "put" if mode == "small-put" else "multipart"
+                    wall, _cpu, _peak = srv.measure(lambda: bench.small_files(srv.url, smalls, kind))
+                    srv.clear()
+                    results[b].append(f"{len(smalls) / wall:.0f} files/s")
+                    continue
                 wall, cpu, _peak = srv.measure(lambda: bench.zero_copy_upload(srv.url, src, multipart))
                 srv.clear()
                 results[b].append(f"{os.path.getsize(src) / wall / 1e6:.0f} MB/s {cpu / gib:.2f} s/GiB")
