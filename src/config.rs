@@ -37,6 +37,8 @@ enum Key {
     ShutdownTimeout,
     MaxParts,
     MaxField,
+    ResumeExpiry,
+    MaxResumable,
     StaticDir,
     Log,
 }
@@ -73,6 +75,8 @@ const SETTINGS: &[Setting] = &[
     Setting { key: Key::ShutdownTimeout, name: "shutdown-timeout", default: "10s", help: "on SIGTERM, how long in-flight requests may run" },
     Setting { key: Key::MaxParts, name: "max-parts", default: "1000", help: "parts in one multipart body" },
     Setting { key: Key::MaxField, name: "max-field", default: "64K", help: "size of one text field in a multipart body" },
+    Setting { key: Key::ResumeExpiry, name: "resume-expiry", default: "24h", help: "how long an unfinished resumable (tus) upload is kept after its last progress; then its bytes are removed" },
+    Setting { key: Key::MaxResumable, name: "max-resumable", default: "64", help: "unfinished resumable uploads kept at once (a quarter of them, at least 1, per client address); beyond this 429" },
     Setting { key: Key::StaticDir, name: "static-dir", default: "", help: "serve an edited copy of the page (index.html, app.js, style.css) from this directory instead of the embedded one" },
     Setting { key: Key::Log, name: "log", default: "info", help: "log level: error, warn, info, debug, trace (RUST_LOG also works)" },
 ];
@@ -93,6 +97,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub max_parts: u64,
     pub max_field: u64,
+    pub resume_expiry: Duration,
+    pub max_resumable: u64,
     pub static_dir: Option<PathBuf>,
     pub log: String,
 }
@@ -337,6 +343,8 @@ fn build(v: &Values) -> Result<Config, ConfigError> {
         server: server_config(v)?,
         max_parts: v.count(Key::MaxParts)? as u64,
         max_field: v.size(Key::MaxField)?,
+        resume_expiry: v.duration(Key::ResumeExpiry)?,
+        max_resumable: v.count(Key::MaxResumable)? as u64,
         static_dir: v.path(Key::StaticDir),
         log: v.text(Key::Log).1.to_string(),
     })
@@ -417,7 +425,7 @@ pub fn parse_min_rate(s: &str) -> Option<MinRate> {
     Some(MinRate { bytes, window })
 }
 
-/// `10s`, `500ms`, `2m`, or a plain number of seconds.
+/// `10s`, `500ms`, `2m`, `24h`, or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
@@ -426,6 +434,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
         "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
         _ => return None,
     };
     (!d.is_zero()).then_some(d)

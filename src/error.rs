@@ -118,12 +118,79 @@ pub fn fault(what: &'static str) -> io::Error {
     io::Error::other(Fault { what, source: None })
 }
 
+/// What the tus protocol (resumable uploads, `/tus`) refuses.
+#[derive(Debug)]
+pub enum TusError {
+    /// No `Tus-Resumable: 1.0.0` (412).
+    Version,
+    /// A tus header is missing or malformed (400).
+    BadHeader(&'static str),
+    /// `Upload-Offset` is not the upload's offset (409).
+    OffsetMismatch { expected: u64 },
+    /// A PATCH body that is not `application/offset+octet-stream` (415).
+    ContentType,
+    /// Another request is writing to this upload right now (423).
+    Locked,
+    /// `Upload-Checksum` does not match the body (460): the offset did not move.
+    ChecksumMismatch,
+    /// `Upload-Checksum` names an algorithm we do not offer (400).
+    UnknownAlgorithm,
+    /// The upload expired (410).
+    Expired,
+    /// Too many unfinished uploads, in all or from this address (429).
+    TooMany { limit: u64 },
+    /// The body goes past `Upload-Length` (413): nothing beyond it is kept.
+    PastLength { length: u64 },
+}
+
+impl fmt::Display for TusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TusError::Version => write!(
+                f,
+                "this server speaks tus 1.0.0 (send Tus-Resumable: 1.0.0)"
+            ),
+            TusError::BadHeader(h) => write!(f, "missing or malformed {h} header"),
+            TusError::OffsetMismatch { expected } => {
+                write!(
+                    f,
+                    "Upload-Offset does not match the upload's offset {expected}"
+                )
+            }
+            TusError::ContentType => {
+                write!(
+                    f,
+                    "a PATCH body must be Content-Type: application/offset+octet-stream"
+                )
+            }
+            TusError::Locked => write!(f, "another request is writing to this upload"),
+            TusError::ChecksumMismatch => {
+                write!(
+                    f,
+                    "the body does not match Upload-Checksum; nothing of it was kept"
+                )
+            }
+            TusError::UnknownAlgorithm => {
+                write!(f, "Upload-Checksum algorithm not supported (sha1, sha256)")
+            }
+            TusError::Expired => write!(f, "this upload expired; start a new one"),
+            TusError::TooMany { limit } => {
+                write!(f, "too many unfinished uploads (at most {limit})")
+            }
+            TusError::PastLength { length } => {
+                write!(f, "the data goes past Upload-Length ({length} bytes)")
+            }
+        }
+    }
+}
+
 /// Everything a request can fail with.
 #[derive(Debug)]
 pub enum AppError {
     Http(HttpError),
     Multipart(MultipartError),
     Upload(UploadError),
+    Tus(TusError),
     NotFound,
     MethodNotAllowed {
         allow: &'static str,
@@ -181,6 +248,17 @@ impl AppError {
                 UploadError::BadName | UploadError::NoFile => 400,
                 UploadError::InsufficientStorage { .. } => 507,
             },
+            AppError::Tus(e) => match e {
+                TusError::Version => 412,
+                TusError::BadHeader(_) | TusError::UnknownAlgorithm => 400,
+                TusError::OffsetMismatch { .. } => 409,
+                TusError::ContentType => 415,
+                TusError::Locked => 423,
+                TusError::ChecksumMismatch => 460,
+                TusError::Expired => 410,
+                TusError::TooMany { .. } => 429,
+                TusError::PastLength { .. } => 413,
+            },
             AppError::NotFound => 404,
             AppError::MethodNotAllowed { .. } => 405,
             AppError::ForbiddenOrigin => 403,
@@ -218,6 +296,18 @@ impl AppError {
             AppError::Upload(UploadError::BadName) => "bad_name",
             AppError::Upload(UploadError::NoFile) => "no_file",
             AppError::Upload(UploadError::InsufficientStorage { .. }) => "insufficient_storage",
+            AppError::Tus(e) => match e {
+                TusError::Version => "tus_version",
+                TusError::BadHeader(_) => "bad_header",
+                TusError::OffsetMismatch { .. } => "offset_mismatch",
+                TusError::ContentType => "unsupported_media_type",
+                TusError::Locked => "locked",
+                TusError::ChecksumMismatch => "checksum_mismatch",
+                TusError::UnknownAlgorithm => "checksum_algorithm",
+                TusError::Expired => "expired",
+                TusError::TooMany { .. } => "too_many_uploads",
+                TusError::PastLength { .. } => "past_length",
+            },
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed { .. } => "method_not_allowed",
             AppError::ForbiddenOrigin => "forbidden_origin",
@@ -244,7 +334,9 @@ impl AppError {
             | AppError::Multipart(MultipartError::FieldTooLarge { limit })
             | AppError::Upload(UploadError::TooLarge { limit })
             | AppError::Upload(UploadError::RequestTooLarge { limit })
-            | AppError::TooManyConnections { limit } => Some(*limit),
+            | AppError::TooManyConnections { limit }
+            | AppError::Tus(TusError::TooMany { limit })
+            | AppError::Tus(TusError::PastLength { length: limit }) => Some(*limit),
             AppError::Upload(UploadError::InsufficientStorage { min_free, .. }) => Some(*min_free),
             _ => None,
         }
@@ -362,6 +454,7 @@ impl fmt::Display for AppError {
             AppError::Http(e) => e.fmt(f),
             AppError::Multipart(e) => e.fmt(f),
             AppError::Upload(e) => e.fmt(f),
+            AppError::Tus(e) => e.fmt(f),
             AppError::NotFound => write!(f, "no such file or page"),
             AppError::MethodNotAllowed { allow } => {
                 write!(f, "this method is not allowed here (allowed: {allow})")
@@ -409,6 +502,12 @@ impl From<MultipartError> for AppError {
         AppError::Multipart(e)
     }
 }
+impl From<TusError> for AppError {
+    fn from(e: TusError) -> Self {
+        AppError::Tus(e)
+    }
+}
+
 impl From<UploadError> for AppError {
     fn from(e: UploadError) -> Self {
         AppError::Upload(e)

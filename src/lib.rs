@@ -2,8 +2,9 @@
 //! fuzz targets in `fuzz/` can drive the parsers directly.
 //!
 //! The flow of a request: `http` (listener, pool, head, body) → `routes` (method + path, the one
-//! error → status mapping) → `upload` (multipart via `multipart`, checks via `validate`) →
-//! `storage` (temp → fsync → rename, index) or `serve` (downloads).
+//! error → status mapping) → `upload` (multipart via `multipart`, PUT; one `Ingest` per file,
+//! checks via `validate`) or `tus` (resumable uploads, through the same `Ingest`) → `storage`
+//! (the catalogue and the blob backend) or `serve` (downloads).
 
 pub mod after_commit;
 pub mod assets;
@@ -22,5 +23,6 @@ pub mod sys;
 #[cfg(feature = "thumbnails")]
 pub mod thumbs;
 pub mod time;
+pub mod tus;
 pub mod upload;
 pub mod validate;

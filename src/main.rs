@@ -71,6 +71,8 @@ fn run(cfg: config::Config) -> Result<(), String> {
     let after_commit = pidrop::after_commit::AfterCommit::start()
         .map_err(|e| format!("cannot start the after-commit worker: {e}"))?;
     let store_for_check = store.clone();
+    let tus = Arc::new(pidrop::tus::Tus::new(&cfg, store.clone()));
+    spawn_sweeper(tus.clone())?;
     let app = Arc::new(App {
         hosts: pidrop::hosts::Hosts::new(&cfg.hosts),
         host_refusals: pidrop::refusals::Refusals::new("request with a foreign Host"),
@@ -80,6 +82,7 @@ fn run(cfg: config::Config) -> Result<(), String> {
         #[cfg(feature = "thumbnails")]
         thumbs,
         after_commit,
+        tus,
     });
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_thread(stop.clone(), bound)?;
@@ -88,6 +91,19 @@ fn run(cfg: config::Config) -> Result<(), String> {
     http::run(listener, server_cfg, app, stop).map_err(|e| format!("server failed: {e}"))?;
     log::info!("stopped");
     Ok(())
+}
+
+/// Removes expired resumable uploads, now and then, for as long as pidrop runs.
+fn spawn_sweeper(tus: Arc<pidrop::tus::Tus>) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("tus-sweeper".into())
+        .stack_size(64 << 10)
+        .spawn(move || loop {
+            tus.sweep();
+            std::thread::sleep(tus.sweep_interval());
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the expiry sweeper: {e}"))
 }
 
 /// Opens the upload dir and its catalogue; a damaged catalogue, or one from a newer pidrop, is

@@ -27,6 +27,8 @@ pub struct App {
     pub thumbs: std::sync::Arc<crate::thumbs::Thumbs>,
     /// Work after a commit (thumbnails), off the request's time.
     pub after_commit: crate::after_commit::AfterCommit,
+    /// Resumable uploads (`/tus`).
+    pub tus: std::sync::Arc<crate::tus::Tus>,
 }
 
 impl Service for App {
@@ -75,7 +77,7 @@ pub fn error_response(e: &AppError) -> Response {
 
 const READ_ONLY: &str = "GET, HEAD";
 /// Every method pidrop implements; any other is 501 (RFC 9110 §9.1).
-const KNOWN_METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"];
+const KNOWN_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 impl App {
     fn route(&self, req: &mut Request<'_>) -> Result<Response, AppError> {
@@ -98,6 +100,9 @@ impl App {
         if let Some(name) = assets::root_alias(&path).filter(|_| read) {
             return self.asset(name, req);
         }
+        if path == "/tus" || path.starts_with("/tus/") {
+            return Ok(self.tus(req, path.strip_prefix("/tus/")));
+        }
         match path.as_str() {
             "/" | "/index.html" if read => self.asset("index.html", req),
             "/" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
@@ -116,6 +121,28 @@ impl App {
             p if p.starts_with("/files/") => self.file(req, &p["/files/".len()..]),
             _ => Err(AppError::NotFound),
         }
+    }
+
+    /// `/tus`, `/tus/<id>`: resumable uploads. State-changing requests pass the Origin check
+    /// first; the answer always carries the tus headers.
+    fn tus(&self, req: &mut Request<'_>, id: Option<&str>) -> Response {
+        let safe = matches!(req.method(), "GET" | "HEAD" | "OPTIONS");
+        if !safe {
+            if let Err(e) = self.check_origin(req) {
+                let mut r = error_response(&e);
+                r.set_header("Tus-Resumable", crate::tus::VERSION);
+                return r;
+            }
+        }
+        let reply = self.tus.handle(&self.cfg, req, id);
+        if let Some(m) = reply.stored {
+            self.stored(&Outcome {
+                stored: vec![m],
+                refused: vec![],
+                fields: vec![],
+            });
+        }
+        reply.response
     }
 
     /// DNS rebinding is refused here, before any route, for every method.

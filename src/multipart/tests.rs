@@ -99,27 +99,10 @@ fn recorded_corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/multipart")
 }
 
+/// The corpus's base64 (YAML block scalars: wrapped lines), through the tus header decoder.
 fn base64(s: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => continue,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
+    let joined: String = s.split_whitespace().collect();
+    crate::tus::headers::decode_base64(&joined).expect("corpus base64")
 }
 
 /// The subset of the corpus YAML that the cases use.

@@ -61,10 +61,12 @@ pub trait BlobWriter: Send {
 
 /// A store of blobs under stored names.
 pub trait Backend: Send + Sync {
-    /// A new, empty blob being written.
+    /// A new, empty blob being written (a kept blob of the same id is replaced).
     fn create(&self, lifetime: Lifetime<'_>) -> io::Result<Box<dyn BlobWriter>>;
-    /// The kept blob `id` again, to append to it; `NotFound` if there is none.
-    fn reopen(&self, id: &str) -> io::Result<Box<dyn BlobWriter>>;
+    /// The kept blob `id` again, cut back to its first `len` bytes (what was acknowledged;
+    /// bytes written after that were never promised), to append to it. `NotFound` if there is
+    /// none, `InvalidData` if it holds fewer than `len` bytes.
+    fn reopen(&self, id: &str, len: u64) -> io::Result<Box<dyn BlobWriter>>;
     /// Removes the kept blob `id` (terminated or expired); `Ok(false)` if there was none.
     fn discard(&self, id: &str) -> io::Result<bool>;
     /// Makes the blobs placed so far durable under their names.

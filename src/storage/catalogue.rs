@@ -21,7 +21,7 @@ use super::is_stored_name;
 use super::meta::{decode_fields, encode_fields, Meta};
 
 /// The schema this pidrop writes and reads.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// SQLite's page cache, per connection.
 const CACHE_KIB: i64 = 256;
 /// Wait this long for a lock held by another process (`pidrop check` next to the service).
@@ -51,6 +51,31 @@ CREATE TRIGGER files_delete AFTER DELETE ON files BEGIN
     UPDATE totals SET files = files - 1, bytes = bytes - OLD.size WHERE id = 1;
 END;
 ";
+
+/// Schema 2: resumable uploads (tus) in progress, and finished ones until they expire (a
+/// client asks for the offset of an upload it finished, and must not upload it again).
+/// `held`: the first bytes of a file still too short for its content check; `offset` counts
+/// them. `length` is NULL while deferred; `done` is the stored name once finished.
+const SCHEMA_2: &str = "
+CREATE TABLE uploads (
+    id TEXT PRIMARY KEY,
+    length INTEGER,
+    offset INTEGER NOT NULL,
+    original_name TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    held BLOB NOT NULL,
+    mime TEXT,
+    client TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    done TEXT
+) WITHOUT ROWID;
+CREATE INDEX uploads_by_expiry ON uploads (expires_at);
+CREATE INDEX uploads_by_client ON uploads (client) WHERE done IS NULL;
+";
+
+/// Each schema version's steps, applied in order to a database at an older version.
+const MIGRATIONS: [(i64, &str); 2] = [(1, SCHEMA), (2, SCHEMA_2)];
 
 /// Why the catalogue cannot be used.
 #[derive(Debug)]
@@ -141,38 +166,43 @@ impl Catalogue {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         conn.pragma_update(None, "mmap_size", 0)?;
-        if version == 0 {
+        for (to, steps) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
             let tx = conn.unchecked_transaction()?;
-            tx.execute_batch(SCHEMA)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            tx.execute_batch(steps)?;
+            tx.pragma_update(None, "user_version", to)?;
             tx.commit()?;
         }
         // A table or index that is damaged shows here, not in the middle of an upload.
         conn.query_row("SELECT files, bytes FROM totals WHERE id = 1", [], |_| {
             Ok(())
         })?;
+        conn.query_row("SELECT count(*) FROM uploads", [], |_| Ok(()))?;
         Ok(Catalogue {
             conn: Mutex::new(conn),
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds files in one transaction: all of them are listed, or none.
-    pub fn insert_all(&self, metas: &[Meta]) -> Result<()> {
-        self.insert(metas, "INSERT").map(|_| ())
+    /// Adds files in one transaction: all of them are listed, or none. With `finishing`, the
+    /// resumable upload they complete is marked done in the same transaction.
+    pub fn insert_all(&self, metas: &[Meta], finishing: Option<&str>) -> Result<()> {
+        self.insert(metas, "INSERT", finishing).map(|_| ())
     }
 
     /// Adds what is not there yet, in one transaction (imports: a second run adds nothing).
     pub fn import(&self, metas: &[Meta]) -> Result<usize> {
-        self.insert(metas, "INSERT OR IGNORE")
+        self.insert(metas, "INSERT OR IGNORE", None)
     }
 
-    fn insert(&self, metas: &[Meta], verb: &str) -> Result<usize> {
+    fn insert(&self, metas: &[Meta], verb: &str, finishing: Option<&str>) -> Result<usize> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        if let (Some(id), Some(m)) = (finishing, metas.first()) {
+            super::unfinished::mark_done(&tx, id, &m.name)?;
+        }
         let mut added = 0;
         {
             let mut st = tx.prepare(&format!(
@@ -326,7 +356,7 @@ mod tests {
         let metas: Vec<Meta> = (0..25)
             .map(|i| meta(&format!("{i:032x}.txt"), 1000 + i, 10))
             .collect();
-        cat.insert_all(&metas).expect("insert");
+        cat.insert_all(&metas, None).expect("insert");
         assert_eq!(cat.totals().expect("totals"), (25, 250));
         assert_eq!(
             cat.get(&metas[3].name).expect("get"),
@@ -349,7 +379,7 @@ mod tests {
         assert_eq!(cat.totals().expect("totals"), (24, 240));
         // All or nothing: a duplicate name fails the whole batch.
         let batch = vec![meta("a", 1, 1), metas[5].clone()];
-        assert!(cat.insert_all(&batch).is_err());
+        assert!(cat.insert_all(&batch, None).is_err());
         assert!(!cat.contains("a").expect("contains"));
         assert_eq!(cat.import(&batch).expect("import"), 1);
         drop(cat);

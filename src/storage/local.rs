@@ -123,10 +123,13 @@ impl Backend for LocalDir {
             Lifetime::Kept(id) => (self.kept_path(id)?, true),
         };
         // Readable too: the hasher reads back what is written, through a descriptor of its own.
+        // A request's name is new; a kept one may be left by an attempt never acknowledged.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create_new(true)
+            .create_new(!kept)
+            .create(kept)
+            .truncate(kept)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)?;
         if kept {
@@ -136,15 +139,27 @@ impl Backend for LocalDir {
         Ok(Box::new(self.writer(path, file, 0, kept)))
     }
 
-    fn reopen(&self, id: &str) -> io::Result<Box<dyn BlobWriter>> {
+    fn reopen(&self, id: &str, len: u64) -> io::Result<Box<dyn BlobWriter>> {
         let path = self.kept_path(id)?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)?;
-        let len = file.metadata()?.len();
-        std::io::Seek::seek(&mut file, io::SeekFrom::End(0))?;
+        let has = file.metadata()?.len();
+        if has < len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} holds {has} bytes, {len} were acknowledged",
+                    path.display()
+                ),
+            ));
+        }
+        if has > len {
+            file.set_len(len)?;
+        }
+        std::io::Seek::seek(&mut file, io::SeekFrom::Start(len))?;
         Ok(Box::new(self.writer(path, file, len, true)))
     }
 
@@ -443,8 +458,16 @@ mod tests {
         first.append(b"hello ").expect("append");
         first.sync().expect("sync");
         drop(first);
-        assert!(local.reopen("../x").is_err(), "ids are hex only");
-        let mut again = local.reopen(id).expect("reopen");
+        assert!(local.reopen("../x", 0).is_err(), "ids are hex only");
+        assert!(
+            local.reopen(id, 7).is_err(),
+            "fewer bytes than acknowledged"
+        );
+        // Bytes past the acknowledged offset are cut off.
+        let mut again = local.reopen(id, 4).expect("reopen");
+        again.append(b"o ").expect("append");
+        drop(again);
+        let mut again = local.reopen(id, 6).expect("reopen");
         assert_eq!(again.written(), 6);
         again.append(b"world").expect("append");
         let digest = again.finish().expect("finish");

@@ -27,12 +27,14 @@ mod hasher;
 mod local;
 mod meta;
 mod migrate;
+mod unfinished;
 pub use backend::Lifetime;
 use backend::{Backend, Blob, BlobWriter};
 pub use catalogue::{Catalogue, CatalogueError, Cursor};
 pub use check::CheckReport;
 pub use meta::Meta;
 pub use migrate::move_catalogue_aside;
+pub use unfinished::Unfinished;
 
 /// Free space is re-checked after this many bytes are written to one file (uploads in flight
 /// are covered by reservations; this notices other programs filling the disk).
@@ -74,6 +76,18 @@ impl TempFile {
     /// Bytes accepted so far.
     pub fn size(&self) -> u64 {
         self.blob.written()
+    }
+
+    /// Takes over `n` bytes of a standing reservation (`Store::reserve_standing`): writes
+    /// use them up first.
+    pub fn adopt(&mut self, n: u64) {
+        self.reserved += n;
+    }
+
+    /// Hands what is left of this file's reservation back as a standing one: it stays in
+    /// the pool when this is dropped. Returns it.
+    pub fn disown(&mut self) -> u64 {
+        std::mem::take(&mut self.reserved)
     }
 }
 
@@ -263,10 +277,33 @@ impl Store {
         self.wrap(blob, expected)
     }
 
-    /// A kept blob again (a resumable upload), reserving space for `expected` more bytes.
-    pub fn reopen_temp(&self, id: &str, expected: Option<u64>) -> Result<TempFile, AppError> {
-        let blob = self.blobs.reopen(id).map_err(AppError::Storage)?;
-        self.wrap(blob, expected)
+    /// A kept blob again (a resumable upload), cut back to the `len` bytes acknowledged. It
+    /// reserves nothing itself: a resumable upload's reservation stands between its requests
+    /// (`reserve_standing`) and is lent to it with `TempFile::adopt`.
+    pub fn reopen_temp(&self, id: &str, len: u64) -> Result<TempFile, AppError> {
+        let blob = self.blobs.reopen(id, len).map_err(AppError::Storage)?;
+        self.wrap(blob, Some(0))
+    }
+
+    /// Reserves `n` bytes for a resumable upload between its requests, if there is room.
+    pub fn reserve_standing(&self, n: u64) -> Result<(), AppError> {
+        let mut pool = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        self.room_for(*pool, n)?;
+        *pool += n;
+        Ok(())
+    }
+
+    /// Reserves `n` bytes without checking for room: the reservations of unfinished uploads,
+    /// taken again at start.
+    pub fn restore_standing(&self, n: u64) {
+        let mut pool = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        *pool += n;
+    }
+
+    /// Gives back `n` bytes of standing reservation (an upload finished, ended or expired).
+    pub fn release_standing(&self, n: u64) {
+        let mut pool = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        *pool = pool.saturating_sub(n);
     }
 
     /// Removes a kept blob; `Ok(false)` if there was none.
@@ -358,7 +395,16 @@ impl Store {
     /// all their rows in one catalogue transaction (durable when it returns: WAL with
     /// `synchronous = FULL`). Only then are they listed. On error nothing is listed and every
     /// placed blob is removed.
-    pub fn commit(&self, mut staged: Vec<Staged>) -> Result<Vec<Arc<Meta>>, AppError> {
+    pub fn commit(&self, staged: Vec<Staged>) -> Result<Vec<Arc<Meta>>, AppError> {
+        self.commit_finishing(staged, None)
+    }
+
+    /// `commit`, marking the resumable upload `finishing` done in the same transaction.
+    pub fn commit_finishing(
+        &self,
+        mut staged: Vec<Staged>,
+        finishing: Option<&str>,
+    ) -> Result<Vec<Arc<Meta>>, AppError> {
         if staged.is_empty() {
             return Ok(Vec::new());
         }
@@ -374,9 +420,11 @@ impl Store {
             Ok(())
         })();
         let metas: Vec<Meta> = staged.iter().map(|s| s.meta.clone()).collect();
-        let listed = result
-            .map_err(AppError::Storage)
-            .and_then(|()| self.catalogue.insert_all(&metas).map_err(catalogue_error));
+        let listed = result.map_err(AppError::Storage).and_then(|()| {
+            self.catalogue
+                .insert_all(&metas, finishing)
+                .map_err(catalogue_error)
+        });
         if let Err(e) = listed {
             for s in &staged[..placed] {
                 let _ = self.blobs.remove(&s.meta.name);

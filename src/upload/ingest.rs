@@ -31,6 +31,8 @@ pub struct Ingest<'s> {
     expected: Option<u64>,
     /// A resumable upload's id: its blob is kept across requests.
     kept: Option<String>,
+    /// The resumable upload's standing reservation, lent to its blob while it is written.
+    standing: u64,
 }
 
 impl<'s> Ingest<'s> {
@@ -57,6 +59,7 @@ impl<'s> Ingest<'s> {
             size: 0,
             expected: None,
             kept: None,
+            standing: 0,
         })
     }
 
@@ -66,9 +69,17 @@ impl<'s> Ingest<'s> {
         self
     }
 
-    /// Keeps the blob under `id` across requests (a resumable upload).
-    pub fn kept(mut self, id: &str) -> Self {
+    /// A smaller size limit than `--max-size` (a resumable upload's declared length).
+    pub fn limit(mut self, limit: u64) -> Self {
+        self.limit = self.limit.min(limit);
+        self
+    }
+
+    /// Keeps the blob under `id` across requests (a resumable upload), writing it within the
+    /// upload's `standing` reservation (`Store::reserve_standing`).
+    pub fn kept(mut self, id: &str, standing: u64) -> Self {
         self.kept = Some(id.to_string());
+        self.standing = standing;
         self
     }
 
@@ -77,9 +88,23 @@ impl<'s> Ingest<'s> {
     pub fn resume(mut self, held: &[u8], temp: Option<TempFile>, mime: Option<String>) -> Self {
         self.size = temp.as_ref().map_or(held.len() as u64, TempFile::size);
         self.sniff = held.to_vec();
-        self.temp = temp;
+        let standing = std::mem::take(&mut self.standing);
+        self.temp = temp.map(|mut t| {
+            t.adopt(standing);
+            t
+        });
+        if self.temp.is_none() {
+            self.standing = standing;
+        }
         self.mime = mime;
         self
+    }
+
+    /// What is left of a resumable upload's reservation, handed back as a standing one (it
+    /// stays reserved when this is dropped).
+    pub fn disown(&mut self) -> u64 {
+        let lent = self.temp.as_mut().map_or(0, TempFile::disown);
+        lent + std::mem::take(&mut self.standing)
     }
 
     pub fn original(&self) -> &str {
@@ -110,12 +135,12 @@ impl<'s> Ingest<'s> {
         self.temp.is_some()
     }
 
-    /// Counts `n` more bytes against the size limit.
+    /// Counts `n` more bytes against the size limit (not counted if they would pass it).
     fn count(&mut self, n: usize) -> Result<(), AppError> {
-        self.size += n as u64;
-        if self.size > self.limit {
+        if self.size + n as u64 > self.limit {
             return Err(UploadError::TooLarge { limit: self.limit }.into());
         }
+        self.size += n as u64;
         Ok(())
     }
 
@@ -163,11 +188,14 @@ impl<'s> Ingest<'s> {
         let mime = validate::check(self.allow, &self.ext, &self.sniff)?;
         self.store.ensure_room(0)?;
         let expected = self.expected.map(|n| n.saturating_sub(self.size));
-        let lifetime = match &self.kept {
-            Some(id) => Lifetime::Kept(id),
-            None => Lifetime::Request,
+        let mut temp = match &self.kept {
+            Some(id) => {
+                let mut t = self.store.create_temp(Some(0), Lifetime::Kept(id))?;
+                t.adopt(std::mem::take(&mut self.standing));
+                t
+            }
+            None => self.store.create_temp(expected, Lifetime::Request)?,
         };
-        let mut temp = self.store.create_temp(expected, lifetime)?;
         self.store.write(&mut temp, &self.sniff)?;
         self.sniff = Vec::new();
         self.mime = Some(mime);

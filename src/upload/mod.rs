@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::error::{AppError, MultipartError, UploadError};
 mod ingest;
 mod tee;
+use crate::http::request::Body;
 use crate::http::{body_error, Request};
 use crate::multipart::{self, disposition::percent_decode, Event, Multipart, ParseError};
 use crate::storage::{Meta, Staged, Store};
@@ -300,28 +301,44 @@ pub fn put(
     let mut file = Ingest::begin(cfg, store, original)?.expect(req.body.declared_len());
     precheck(store, req.body.declared_len(), cfg.max_size, false)?;
     let fields = query_fields(req.head.query.as_deref());
+    pump(store, &mut req.body, &mut file, None)?;
+    let mut staged = file.finish()?;
+    staged.meta.fields = fields;
+    store.commit(vec![staged])?.pop().ok_or(AppError::Internal)
+}
+
+/// Something that must see every byte of a body (a tus `Upload-Checksum`).
+pub type Digest<'a> = dyn FnMut(&[u8]) + 'a;
+
+/// Feeds a raw body (of a PUT, of a tus PATCH) into one file. The first buffer is read whole
+/// (or to the end of a short body): enough for the content check. Then a large body with a
+/// known length goes socket → pipe → blob inside the kernel (see `sys::Pipe`), when the
+/// backend can take it from a pipe; otherwise (no pipe to be had, a chunked or short body)
+/// 8 KiB at a time. `digest` sees every byte — then nothing is spliced.
+pub fn pump(
+    store: &Store,
+    body: &mut Body<'_>,
+    file: &mut Ingest<'_>,
+    mut digest: Option<&mut Digest<'_>>,
+) -> Result<(), AppError> {
     let mut buf = vec![0u8; multipart::BUFFER_SIZE];
-    // The first buffer is read whole (or to the end of a short body), enough for the check;
-    // then a large body with a known length goes socket → pipe → file inside the kernel (see
-    // `sys::Pipe`); without a pipe (none to be had, or a chunked or short body) it is read.
     let mut filled = 0;
     while filled < buf.len() {
-        let n = req.body.read(&mut buf[filled..]).map_err(body_error)?;
+        let n = body.read(&mut buf[filled..]).map_err(body_error)?;
         if n == 0 {
             break;
         }
         filled += n;
     }
+    if let Some(d) = digest.as_mut() {
+        d(&buf[..filled]);
+    }
     file.take(&buf[..filled], false)?;
-    let pipe = if file.validated() && worth_splicing(store, req.body.remaining()) {
-        Pipe::new().ok()
-    } else {
-        None
-    };
+    let splice = digest.is_none() && file.validated() && worth_splicing(store, body.remaining());
+    let pipe = if splice { Pipe::new().ok() } else { None };
     loop {
         if let Some(pipe) = &pipe {
-            match req
-                .body
+            match body
                 .splice_into(pipe, pipe.capacity())
                 .map_err(body_error)?
             {
@@ -333,15 +350,16 @@ pub fn put(
                 None => {}
             }
         }
-        let n = req.body.read(&mut buf).map_err(body_error)?;
+        let n = body.read(&mut buf).map_err(body_error)?;
         if n == 0 {
             break;
         }
+        if let Some(d) = digest.as_mut() {
+            d(&buf[..n]);
+        }
         file.take(&buf[..n], false)?;
     }
-    let mut staged = file.finish()?;
-    staged.meta.fields = fields;
-    store.commit(vec![staged])?.pop().ok_or(AppError::Internal)
+    Ok(())
 }
 
 /// `a=1&b=two%20words` as metadata fields (for PUT, which has no form parts).

@@ -185,7 +185,8 @@ impl Server {
     }
 }
 
-fn list(dir: &Path) -> Vec<String> {
+/// The names in a directory, sorted (none if it does not exist).
+pub fn list(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())

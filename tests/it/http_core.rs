@@ -246,10 +246,11 @@ fn t5_a_fixed_pool_and_a_fast_503_when_full() {
     assert!(resp.header("Retry-After").is_some());
     assert_eq!(resp.json()["error"]["code"], "busy");
     assert!(started.elapsed() < Duration::from_secs(1));
-    // main (acceptor) + signal thread + 2 workers + the after-commit worker, however many
-    // connections arrive (the consistency check's thread ends once it is done).
+    // main (acceptor) + signal thread + 2 workers + the after-commit worker + the tus expiry
+    // sweeper, however many connections arrive (the consistency check's thread ends once it
+    // is done).
     srv.wait_for_check();
-    let expected = 5;
+    let expected = 6;
     assert!(
         eventually(Duration::from_secs(5), || srv.threads() == expected),
         "{} threads",

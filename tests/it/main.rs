@@ -13,4 +13,5 @@ mod hosts;
 mod http_core;
 mod state;
 mod thumbnails;
+mod tus;
 mod uploads;
