@@ -1,0 +1,139 @@
+// tus-js-client, the reference JavaScript tus client, under Node against the real pidrop binary
+// on 127.0.0.1: a 40 MB upload in 4 MiB chunks, aborted midway, then found again through the
+// client's own previous-upload lookup (its URL storage) and finished, byte-exact.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, createReadStream, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { createHash, randomBytes } from 'node:crypto';
+import * as tus from 'tus-js-client';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const bin = process.env.PIDROP_BIN || join(here, '../../target/debug/pidrop');
+const root = mkdtempSync(join(tmpdir(), 'pidrop-tusjs-'));
+const children = [];
+
+after(() => {
+  for (const c of children) c.kill('SIGKILL');
+  rmSync(root, { recursive: true, force: true });
+});
+
+function startServer() {
+  const child = spawn(bin, ['--listen', '127.0.0.1:0', '--dir', join(root, 'uploads'), '--min-free', '0'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout });
+    rl.once('line', (line) => {
+      const m = line.match(/listening on (http:\/\/\S+)/);
+      if (m) resolve(m[1]); else reject(new Error('unexpected first line: ' + line));
+    });
+    child.once('exit', (code) => reject(new Error('pidrop exited with ' + code)));
+  });
+}
+
+// An MP4 by its first bytes (an `ftyp` box), then 40 MB of random data.
+function makeVideo(path, size) {
+  const head = Buffer.from('00000020' + '66747970' + '69736f6d' + '00000200' + '69736f6d69736f32617663316d703431', 'hex');
+  writeFileSync(path, Buffer.concat([head, randomBytes(size - head.length)]));
+}
+
+function options(base, storage, extra) {
+  return {
+    endpoint: `${base}/tus`,
+    chunkSize: 4 << 20,
+    metadata: { filename: 'holiday clip.mp4', filetype: 'video/mp4', album: 'summer' },
+    urlStorage: storage,
+    retryDelays: [],
+    ...extra,
+  };
+}
+
+test('tus-js-client: 40 MB in 4 MiB chunks, aborted midway, resumed through its previous-upload lookup', async () => {
+  const base = await startServer();
+  const file = join(root, 'clip.mp4');
+  const size = 40_000_000;
+  makeVideo(file, size);
+  const storage = new tus.FileUrlStorage(join(root, 'tus-urls.json'));
+
+  // First attempt: abort once past the middle (the client stops between chunks).
+  let abortedAt = 0;
+  await new Promise((resolve, reject) => {
+    const upload = new tus.Upload(createReadStream(file), options(base, storage, {
+      onChunkComplete: (_chunk, sent, total) => {
+        if (!abortedAt && sent > total / 2) {
+          abortedAt = sent;
+          upload.abort().then(resolve, reject);
+        }
+      },
+      onSuccess: () => reject(new Error('finished before the abort')),
+      onError: reject,
+    }));
+    upload.start();
+  });
+  assert.ok(abortedAt > size / 2 && abortedAt < size, `aborted at ${abortedAt}`);
+  const listedBefore = await (await fetch(`${base}/files`)).json();
+  assert.equal(listedBefore.files.length, 0, 'nothing listed while unfinished');
+
+  // Second attempt: a new Upload finds the first through the URL storage and resumes it.
+  let resumedFrom = -1;
+  await new Promise((resolve, reject) => {
+    const upload = new tus.Upload(createReadStream(file), options(base, storage, {
+      onProgress: (sent) => { if (resumedFrom < 0) resumedFrom = sent; },
+      onSuccess: resolve,
+      onError: reject,
+    }));
+    upload.findPreviousUploads().then((previous) => {
+      assert.equal(previous.length, 1, 'the aborted upload is found');
+      upload.resumeFromPreviousUpload(previous[0]);
+      upload.start();
+    }, reject);
+  });
+  assert.ok(resumedFrom >= abortedAt, `resumed from ${resumedFrom}, not from 0`);
+
+  const listed = await (await fetch(`${base}/files`)).json();
+  assert.equal(listed.files.length, 1);
+  const f = listed.files[0];
+  assert.equal(f.original_name, 'holiday clip.mp4');
+  assert.equal(f.type, 'video/mp4');
+  assert.equal(f.fields.album, 'summer');
+  assert.equal(f.size, size);
+  const want = createHash('sha256').update(readFileSync(file)).digest('hex');
+  assert.equal(f.sha256, want);
+  const got = Buffer.from(await (await fetch(`${base}${f.url}`)).arrayBuffer());
+  assert.equal(createHash('sha256').update(got).digest('hex'), want, 'downloaded byte-exact');
+});
+
+test('tus-js-client: a refused type fails at creation, and termination removes an upload', async () => {
+  const base = await startServer();
+  const file = join(root, 'tool.exe');
+  writeFileSync(file, randomBytes(1000));
+  const err = await new Promise((resolve) => {
+    const upload = new tus.Upload(createReadStream(file), {
+      endpoint: `${base}/tus`, metadata: { filename: 'tool.exe' }, retryDelays: [],
+      onSuccess: () => resolve(null), onError: resolve,
+    });
+    upload.start();
+  });
+  assert.ok(err, 'refused');
+  assert.equal(err.originalResponse.getStatus(), 415);
+
+  const clip = join(root, 'small.mp4');
+  makeVideo(clip, 9_000_000);
+  let url;
+  await new Promise((resolve, reject) => {
+    const upload = new tus.Upload(createReadStream(clip), {
+      endpoint: `${base}/tus`, chunkSize: 4 << 20, metadata: { filename: 'small.mp4' }, retryDelays: [],
+      onChunkComplete: () => { url = upload.url; upload.abort(true).then(resolve, reject); },
+      onError: reject,
+    });
+    upload.start();
+  });
+  assert.ok(url && url.includes('/tus/'), url);
+  const head = await fetch(url, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } });
+  assert.equal(head.status, 404, 'terminated by abort(true)');
+});
