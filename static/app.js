@@ -1,5 +1,6 @@
 // pidrop upload page: drop zone, a queue with per-file progress (XMLHttpRequest, since fetch has
-// no upload progress), 3 uploads at a time, and the recent-uploads list. Every string that comes
+// no upload progress), 3 uploads at a time sent with tus (resumable: `send` below), and the
+// recent-uploads list. Every string that comes
 // from the server or a file name is set with textContent, never innerHTML.
 'use strict';
 
@@ -113,13 +114,17 @@
     updateTotal();
   }
 
+  // Cancel ends the upload on the server too (tus termination): its bytes are removed.
   function cancelItem(item) {
     if (item.done) return;
+    const started = item.xhr !== null;
+    finish(item, false, 'Cancelled');
     if (item.xhr) item.xhr.abort();
     const i = pending.indexOf(item);
     if (i >= 0) pending.splice(i, 1);
-    finish(item, false, 'Cancelled');
-    if (item.xhr) { active--; pump(); }
+    localStorage.removeItem(keyOf(item.file));
+    if (item.url) fetch(item.url, { method: 'DELETE', headers: TUS }).catch(() => {});
+    if (started) { active--; pump(); }
   }
 
   function finish(item, ok, message, url) {
@@ -138,6 +143,7 @@
       item.state.textContent = message;
     }
     item.meta.textContent = size(item.file.size);
+    showUnfinished();
     announce(item.file.name + ': ' + (ok ? 'uploaded' : message));
     updateTotal();
   }
@@ -150,42 +156,127 @@
     }
   }
 
-  function send(item) {
-    const xhr = new XMLHttpRequest();
-    item.xhr = xhr;
-    const started = Date.now();
-    // The file itself is the body of a PUT: the server moves a raw body from the socket to the
-    // disk without copying it through user space, which a multipart body cannot have.
-    xhr.open('PUT', '/upload/' + encodeURIComponent(item.file.name));
-    xhr.setRequestHeader('Accept', 'application/json');
-    xhr.upload.onprogress = (e) => {
-      if (!e.lengthComputable) return;
-      item.loaded = e.loaded;
-      item.bar.value = Math.floor((e.loaded / e.total) * 100);
-      const secs = (Date.now() - started) / 1000;
-      const speed = secs > 0 ? e.loaded / secs : 0;
-      const left = speed > 0 ? (e.total - e.loaded) / speed : Infinity;
-      item.meta.textContent = size(item.file.size) + ' · ' + size(speed) + '/s · ' + duration(left) + ' left';
-      updateTotal();
-    };
-    xhr.onload = () => {
+  // Every file goes with tus (/tus): created, then sent in CHUNK-sized PATCHes, each one
+  // acknowledged only once the server has it on disk. A network error or a busy server is
+  // retried with back-off (forever, while the page is open: a phone that slept comes back and
+  // finishes); the upload's URL is kept in localStorage by name, size and modification time,
+  // so after a reload choosing the same file again resumes it from the server's offset.
+  const CHUNK = 8 << 20;
+  const TUS = { 'Tus-Resumable': '1.0.0' };
+  const keyOf = (f) => 'pidrop-tus:' + JSON.stringify([f.name, f.size, f.lastModified]);
+
+  function b64(s) {
+    let bin = '';
+    for (const b of new TextEncoder().encode(s)) bin += String.fromCharCode(b);
+    return btoa(bin);
+  }
+
+  // One request; resolves with the XHR whatever its status, rejects on a network error.
+  function call(item, method, url, headers, body, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      item.xhr = xhr;
+      xhr.open(method, url);
+      for (const [k, v] of Object.entries({ ...TUS, ...headers })) xhr.setRequestHeader(k, String(v));
+      if (onProgress) xhr.upload.onprogress = (e) => onProgress(e.loaded);
+      xhr.onload = () => resolve(xhr);
+      xhr.onerror = xhr.onabort = xhr.ontimeout = () => reject(new Error('network'));
+      xhr.send(body === undefined ? null : body);
+    });
+  }
+
+  // Where the server has this file's upload: the remembered one if it still exists, or a new one.
+  async function uploadUrl(item) {
+    const f = item.file;
+    const known = localStorage.getItem(keyOf(f));
+    if (known) {
+      const h = await call(item, 'HEAD', known, {});
+      if (h.status === 200) return [known, Number(h.getResponseHeader('Upload-Offset')), h];
+      localStorage.removeItem(keyOf(f));
+    }
+    const meta = 'filename ' + b64(f.name) + (f.type ? ',filetype ' + b64(f.type) : '');
+    const c = await call(item, 'POST', '/tus', { 'Upload-Length': f.size, 'Upload-Metadata': meta });
+    if (c.status !== 201) throw c;
+    const url = c.getResponseHeader('Location');
+    localStorage.setItem(keyOf(f), url);
+    return [url, 0, c];
+  }
+
+  async function send(item) {
+    const f = item.file;
+    try {
+      let [url, offset, last] = await uploadUrl(item);
+      item.url = url;
+      if (item.resumedFrom === undefined) item.resumedFrom = offset;
+      while (offset < f.size) {
+        const at = offset;
+        last = await call(item, 'PATCH', url, { 'Upload-Offset': at, 'Content-Type': 'application/offset+octet-stream' },
+          f.slice(at, at + CHUNK), (n) => progress(item, at + n));
+        if (last.status === 204) offset = Number(last.getResponseHeader('Upload-Offset'));
+        else if (last.status === 409) offset = Number((await call(item, 'HEAD', url, {})).getResponseHeader('Upload-Offset'));
+        else throw last;
+        item.tries = 0;
+      }
+      localStorage.removeItem(keyOf(f));
+      active--;
+      finish(item, true, '', last.getResponseHeader('Pidrop-File-Url') || '#recent');
+      refreshRecent();
+      pump();
+    } catch (e) {
+      if (item.done) return;
+      const busy = e instanceof Error || [423, 500, 502, 503, 504].includes(e.status);
+      if (busy) { retryLater(item); return; }
+      if ([404, 410, 413, 415].includes(e.status)) localStorage.removeItem(keyOf(f));
       active--;
       let body = null;
-      try { body = JSON.parse(xhr.responseText); } catch (_) { body = null; }
-      if (xhr.status === 201 && body && body.files && body.files.length) {
-        finish(item, true, '', body.files[0].url);
-        refreshRecent();
-      } else {
-        finish(item, false, serverMessage(body, xhr.status));
-      }
+      try { body = JSON.parse(e.responseText); } catch (_) { body = null; }
+      finish(item, false, serverMessage(body, e.status));
       pump();
+    }
+  }
+
+  // Back-off: 1, 2, 4 … 30 s; at once when the browser says it is online or visible again.
+  function retryLater(item) {
+    const wait = Math.min(30000, 1000 * 2 ** Math.min(item.tries || 0, 5));
+    item.tries = (item.tries || 0) + 1;
+    item.meta.textContent = size(item.file.size) + ' · connection lost, retrying…';
+    const again = () => {
+      clearTimeout(timer);
+      window.removeEventListener('online', again);
+      document.removeEventListener('visibilitychange', visible);
+      if (!item.done) send(item);
     };
-    xhr.onerror = () => {
-      active--;
-      finish(item, false, 'The connection to the server was lost');
-      pump();
-    };
-    xhr.send(item.file);
+    const visible = () => { if (document.visibilityState === 'visible') again(); };
+    const timer = setTimeout(again, wait);
+    window.addEventListener('online', again);
+    document.addEventListener('visibilitychange', visible);
+  }
+
+  // The bar shows what the server has (a resumed upload starts where it stopped); the speed
+  // counts only what this page sent.
+  function progress(item, at) {
+    item.loaded = at;
+    item.bar.value = item.file.size ? Math.floor((at / item.file.size) * 100) : 100;
+    if (!item.started) item.started = { time: Date.now(), at };
+    const secs = (Date.now() - item.started.time) / 1000;
+    const speed = secs > 0 ? (at - item.started.at) / secs : 0;
+    const left = speed > 0 ? (item.file.size - at) / speed : Infinity;
+    const resumed = item.resumedFrom ? ' · resumed at ' + size(item.resumedFrom) : '';
+    item.meta.textContent = size(item.file.size) + ' · ' + size(speed) + '/s · ' + duration(left) + ' left' + resumed;
+    updateTotal();
+  }
+
+  // After a reload: the uploads this browser left unfinished, to be chosen again.
+  function showUnfinished() {
+    const names = [];
+    for (let i = 0; i < localStorage.length; i++) {
+      const k = localStorage.key(i);
+      if (!k || !k.startsWith('pidrop-tus:')) continue;
+      try { const [name, bytes] = JSON.parse(k.slice('pidrop-tus:'.length)); names.push(name + ' (' + size(bytes) + ')'); } catch (_) { /* not ours */ }
+    }
+    const note = $('unfinished');
+    note.hidden = !names.length;
+    note.textContent = names.length ? 'Unfinished: ' + names.join(', ') + '. Choose the same files again to continue where they stopped.' : '';
   }
 
   function serverMessage(body, status) {
@@ -283,5 +374,6 @@
   });
   $('form').addEventListener('submit', (e) => { e.preventDefault(); });
 
+  showUnfinished();
   loadConfig().then(refreshRecent);
 })();

@@ -23,7 +23,7 @@ const CORS_ALLOW_HEADERS: &str = "Tus-Resumable, Upload-Length, Upload-Metadata,
 /// Response headers such a page may read.
 const CORS_EXPOSE: &str = "Location, Upload-Offset, Upload-Length, Upload-Metadata, \
      Upload-Expires, Upload-Defer-Length, Tus-Resumable, Tus-Version, Tus-Extension, \
-     Tus-Max-Size, Tus-Checksum-Algorithm";
+     Tus-Max-Size, Tus-Checksum-Algorithm, Pidrop-File-Url";
 
 impl Tus {
     /// `/tus` (`id` None) and `/tus/<id>`. Every response, errors too, carries
@@ -124,9 +124,7 @@ impl Tus {
         if with_body {
             r.set_header("Upload-Offset", u.offset.to_string());
         }
-        if stored.is_none() {
-            r.set_header("Upload-Expires", expires_header(u.expires_at));
-        }
+        describe_end(&u, &mut r);
         Ok(Reply {
             response: r,
             stored,
@@ -166,9 +164,7 @@ impl Tus {
         if !u.metadata.is_empty() {
             r.set_header("Upload-Metadata", u.metadata.clone());
         }
-        if u.done.is_none() {
-            r.set_header("Upload-Expires", expires_header(u.expires_at));
-        }
+        describe_end(&u, &mut r);
         Ok(r)
     }
 
@@ -285,13 +281,20 @@ fn cors(cfg: &Config, req: &Request<'_>, r: &mut Response) {
     }
 }
 
-/// 204 with the offset (and the expiry while unfinished).
+/// 204 with the offset, and the expiry while unfinished or the stored file's URL once done.
 fn offset_response(u: &Unfinished) -> Response {
     let mut r = Response::new(204).header("Upload-Offset", u.offset.to_string());
-    if u.done.is_none() && u.length != Some(u.offset) {
-        r.set_header("Upload-Expires", expires_header(u.expires_at));
-    }
+    describe_end(u, &mut r);
     r
+}
+
+/// An unfinished upload's `Upload-Expires`; a finished one's `Pidrop-File-Url` (pidrop's
+/// own header: where the stored file is, for the page's "open" link).
+fn describe_end(u: &Unfinished, r: &mut Response) {
+    match &u.done {
+        Some(name) => r.set_header("Pidrop-File-Url", format!("/files/{name}")),
+        None => r.set_header("Upload-Expires", expires_header(u.expires_at)),
+    }
 }
 
 fn expires_header(at: u64) -> String {

@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, mkdirSync, readdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, mkdirSync, readdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,7 +46,7 @@ const PNG = makePng(48, 32);
 
 function startServer(extra = []) {
   root = root || mkdtempSync(join(tmpdir(), 'pidrop-browser-'));
-  const dir = join(root, extra.length ? 'uploads-full' : 'uploads');
+  const dir = join(root, extra.length ? 'uploads-' + children.length : 'uploads');
   const child = spawn(bin, ['--listen', '127.0.0.1:0', '--dir', dir, '--max-size', '1M', '--min-free', '0', ...extra],
     { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
@@ -91,9 +91,9 @@ function storedCount() {
 
 test('three files through the file input: three bars reach done, three entries listed', async () => {
   const { context, page } = await openPage({ viewport: { width: 1280, height: 900 } });
-  // Each file goes as the raw body of a PUT (the server's zero-copy path), named in the path.
+  // Each file goes with tus: a POST that creates it, then its bytes in PATCHes.
   const uploads = [];
-  page.on('request', (r) => { if (r.url().startsWith(base + '/upload')) uploads.push(r.method() + ' ' + r.url().slice(base.length)); });
+  page.on('request', (r) => { if (r.url().startsWith(base + '/tus')) uploads.push(r.method()); });
   await page.waitForSelector('#limits:has-text("per file")');
   await page.setInputFiles('#files', [
     { name: 'holiday.png', mimeType: 'image/png', buffer: PNG },
@@ -107,7 +107,7 @@ test('three files through the file input: three bars reach done, three entries l
     await page.waitForSelector(`#recent a.name:text-is("${name}")`);
   }
   assert.match(await page.textContent('#total'), /3 of 3 files/);
-  assert.deepEqual(uploads.sort(), ['PUT /upload/holiday.png', 'PUT /upload/list.csv', 'PUT /upload/notes.txt']);
+  assert.deepEqual(uploads.sort(), ['PATCH', 'PATCH', 'PATCH', 'POST', 'POST', 'POST']);
   // The image's entry shows the server's thumbnail, loaded (a real JPEG from /thumbnails/).
   await page.waitForFunction(() => [...document.querySelectorAll('#recent img.thumb')]
     .some((img) => img.src.includes('/thumbnails/') && img.complete && img.naturalWidth > 0));
@@ -130,20 +130,24 @@ test('files dropped with a DataTransfer upload the same way', async () => {
   await context.close();
 });
 
-test('a larger file arrives byte-exact (the server splices it), with the sha256 it reports', async () => {
+/** The stored file called `name`, from the listing. */
+async function storedNamed(server, name) {
+  const list = await (await fetch(server + '/files?limit=1000')).json();
+  return list.files.find((f) => f.original_name === name);
+}
+
+test('a larger file arrives byte-exact, with the sha256 it reports', async () => {
   const { context, page } = await openPage();
   await page.waitForSelector('#limits:has-text("per file")');
   const data = Buffer.alloc(900 << 10);
   for (let i = 0; i < data.length; i++) data[i] = i % 64 === 63 ? 10 : 33 + (((i * 2654435761) >>> 24) % 94);
-  const done = page.waitForResponse((r) => r.url() === base + '/upload/large.txt' && r.request().method() === 'PUT');
   await page.setInputFiles('#files', [{ name: 'large.txt', mimeType: 'text/plain', buffer: data }]);
-  const resp = await done;
-  assert.equal(resp.status(), 201);
-  const stored = (await resp.json()).files[0];
+  await page.waitForFunction(() => document.querySelectorAll('#queue .state.done').length === 1);
+  const stored = await storedNamed(base, 'large.txt');
   assert.equal(stored.sha256, createHash('sha256').update(data).digest('hex'));
   const back = Buffer.from(await (await fetch(base + stored.url)).arrayBuffer());
   assert.ok(back.equals(data), 'stored bytes differ');
-  await page.waitForFunction(() => document.querySelectorAll('#queue .state.done').length === 1);
+  assert.equal(await page.getAttribute('#queue .state.done a', 'href'), stored.url);
   await context.close();
 });
 
@@ -319,5 +323,102 @@ test('the allow-list is shown by kind, with the full list on demand', async () =
   assert.equal(await page.isVisible('#limits dd:has-text(".jpg")'), true);
   assert.match(await page.$eval('#limits dl', (d) => d.innerText), /videos\s+\.mp4/i);
   await page.screenshot({ path: join(shots, 'allowed-types.png'), fullPage: true });
+  await context.close();
+});
+
+// Resumable uploads in the page: a 20 MiB file (three 8 MiB PATCHes) from disk, so that the same
+// file (name, size, modification time) can be chosen again after a reload.
+async function bigServerAndFile(tag) {
+  const server = await startServer(['--max-size', '64M']);
+  const path = join(root, tag + '.png');
+  const data = Buffer.concat([PNG, Buffer.alloc((20 << 20) - PNG.length, 7)]);
+  writeFileSync(path, data);
+  return { server, path, sha: createHash('sha256').update(data).digest('hex') };
+}
+
+/** Logs the page's tus requests as "METHOD offset". */
+function tusLog(page) {
+  const log = [];
+  page.on('request', (r) => {
+    if (r.url().includes('/tus')) log.push(r.method() + ' ' + (r.headers()['upload-offset'] ?? ''));
+  });
+  return log;
+}
+
+test('a PATCH cut off midway: the page resumes from the server offset by itself and completes the file', async () => {
+  const { server, path, sha } = await bigServerAndFile('cut');
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(server + '/');
+  await page.waitForSelector('#limits:has-text("per file")');
+  const log = tusLog(page);
+  let patches = 0;
+  await page.route('**/tus/*', (route, req) => {
+    if (req.method() === 'PATCH' && ++patches === 2) return route.abort('connectionreset');
+    return route.continue();
+  });
+  await page.setInputFiles('#files', path);
+  await page.waitForFunction(() => document.querySelectorAll('#queue .state.done').length === 1, null, { timeout: 30000 });
+  // After the cut: the offset asked for again, and the PATCH resumed from 8 MiB, not from 0.
+  const after = log.slice(log.indexOf('PATCH 8388608') + 1);
+  assert.ok(after.includes('HEAD '), log.join(', '));
+  assert.ok(after.includes('PATCH 8388608'), log.join(', '));
+  assert.equal(log.filter((l) => l.startsWith('POST')).length, 1, 'one upload, not a new one');
+  assert.equal((await storedNamed(server, 'cut.png')).sha256, sha);
+  await context.close();
+});
+
+test('a reload mid-upload: the page names the unfinished file, and choosing it again resumes it', async () => {
+  const { server, path, sha } = await bigServerAndFile('reload');
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(server + '/');
+  await page.waitForSelector('#limits:has-text("per file")');
+  // The network fails after the first 8 MiB: the page keeps retrying.
+  let patches = 0;
+  await page.route('**/tus/*', (route, req) => {
+    if (req.method() === 'PATCH' && ++patches >= 2) return route.abort('internetdisconnected');
+    return route.continue();
+  });
+  await page.setInputFiles('#files', path);
+  await page.waitForFunction(() => document.querySelector('#queue .meta')?.textContent.includes('retrying'), null, { timeout: 15000 });
+  await page.unroute('**/tus/*');
+  await page.reload();
+  await page.waitForSelector('#unfinished:has-text("reload.png")');
+  const log = tusLog(page);
+  await page.setInputFiles('#files', path);
+  await page.waitForFunction(() => document.querySelectorAll('#queue .state.done').length === 1, null, { timeout: 30000 });
+  assert.equal(log[0], 'HEAD ', log.join(', '));
+  assert.equal(log[1], 'PATCH 8388608', log.join(', '));
+  assert.ok(!log.some((l) => l.startsWith('POST')), 'no new upload: ' + log.join(', '));
+  assert.match(await page.textContent('#queue .meta'), /20 MiB/);
+  assert.equal((await storedNamed(server, 'reload.png')).sha256, sha);
+  assert.equal(await page.isVisible('#unfinished'), false, 'nothing left unfinished');
+  await context.close();
+});
+
+test('cancel ends the upload on the server (termination)', async () => {
+  const { server, path } = await bigServerAndFile('cancel');
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(server + '/');
+  await page.waitForSelector('#limits:has-text("per file")');
+  let patches = 0;
+  let held;
+  await page.route('**/tus/*', (route, req) => {
+    if (req.method() === 'PATCH' && ++patches === 2) { held = route; return undefined; } // never answered
+    return route.continue();
+  });
+  const deleted = page.waitForResponse((r) => r.request().method() === 'DELETE');
+  await page.setInputFiles('#files', path);
+  await page.waitForFunction(() => document.querySelector('#queue progress').value >= 40, null, { timeout: 15000 });
+  await page.click('#queue button:has-text("Cancel")');
+  const res = await deleted;
+  assert.equal(res.status(), 204);
+  const head = await fetch(res.url(), { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } });
+  assert.equal(head.status, 404);
+  assert.match(await page.textContent('#queue .state'), /Cancelled/);
+  assert.equal(await storedNamed(server, 'cancel.png'), undefined);
+  if (held) await held.abort().catch(() => {});
   await context.close();
 });

@@ -177,6 +177,7 @@ fn an_upload_in_three_patches_is_listed_only_when_complete_with_its_name_and_fie
     let done = head(srv.addr, &loc);
     assert_eq!(offset_of(&done), data.len() as u64);
     assert!(done.header("Upload-Expires").is_none());
+    assert_eq!(done.header("Pidrop-File-Url"), files[0]["url"].as_str());
     assert!(resume_dir(&srv).is_empty(), "{:?}", resume_dir(&srv));
 }
 
