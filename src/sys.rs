@@ -18,6 +18,20 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
+/// Asks the kernel to start writing `len` bytes at `offset` of `file` to the disk now, without
+/// waiting for them (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`): the fsync that makes an
+/// upload durable then has little left to wait for, and dirty pages never pile up in a Pi's
+/// small RAM. Best effort: durability still comes from the fsync alone.
+pub fn start_writeback(file: &File, offset: u64, len: u64) {
+    let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: `file` is an open descriptor; the call reads and writes no memory of ours.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
 /// Bytes available to unprivileged users on the filesystem holding `path`.
 pub fn free_space(path: &Path) -> io::Result<u64> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;

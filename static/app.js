@@ -123,8 +123,15 @@
     const i = pending.indexOf(item);
     if (i >= 0) pending.splice(i, 1);
     localStorage.removeItem(keyOf(item.file));
-    if (item.url) fetch(item.url, { method: 'DELETE', headers: TUS }).catch(() => {});
+    if (item.url) terminate(item.url, 0);
     if (started) { active--; pump(); }
+  }
+
+  // A PATCH the server is still finishing holds the upload (423): ask again shortly.
+  function terminate(url, tries) {
+    fetch(url, { method: 'DELETE', headers: TUS }).then((r) => {
+      if (r.status === 423 && tries < 20) setTimeout(() => terminate(url, tries + 1), 500);
+    }).catch(() => {});
   }
 
   function finish(item, ok, message, url) {

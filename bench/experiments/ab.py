@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """A/B of pidrop builds on one upload, alternating, so both see the same machine minute.
 
-Usage: python3 bench/experiments/ab.py FILE BINARY[,BINARY...] [put|multipart|small-put|small-multipart] [ROUNDS] [-- pidrop args]
+Usage: python3 bench/experiments/ab.py FILE BINARY[,BINARY...] [put|multipart|tus|put+tus|small-put|small-multipart] [ROUNDS] [-- pidrop args]
 Prints MB/s and server CPU per GiB for each round of each binary. Uses bench.py's server
 handling and its zero-copy sender (the ceiling's own), so the client costs the same for all.
-The small-* modes upload bench.py's 400 x 64 KiB files over 8 keep-alive curl connections
+`tus` sends FILE with tus in 8 MiB PATCHes over one connection; `put+tus` alternates a PUT and
+a tus upload of FILE on each binary (their ratio is the cost of resumability). The small-* modes upload bench.py's 400 x 64 KiB files over 8 keep-alive curl connections
 (FILE is then ignored) and print files/s.
 """
 import os, shutil, sys, tempfile, time
@@ -40,9 +41,16 @@ def main():
                     srv.clear()
                     results[b].append(f"{len(smalls) / wall:.0f} files/s")
                     continue
-                wall, cpu, _peak = srv.measure(lambda: bench.zero_copy_upload(srv.url, src, multipart))
-                srv.clear()
-                results[b].append(f"{os.path.getsize(src) / wall / 1e6:.0f} MB/s {cpu / gib:.2f} s/GiB")
+                kinds = {"put+tus": ["put", "tus"]}.get(mode, [mode])
+                for kind in kinds:
+                    send = {"tus": lambda: bench.tus_upload(srv.url, src),
+                            "put": lambda: bench.zero_copy_upload(srv.url, src, False)}.get(
+                        kind, lambda: bench.zero_copy_upload(srv.url, src, multipart))
+                    wall, cpu, peak = srv.measure(send)
+                    srv.clear()
+                    label = f"{kind} " if len(kinds) > 1 else ""
+                    results[b].append(f"{label}{os.path.getsize(src) / wall / 1e6:.0f} MB/s {cpu / gib:.2f} s/GiB "
+                                      f"peak {peak / 1024:.1f} MiB")
     finally:
         for srv in servers.values():
             srv.stop()

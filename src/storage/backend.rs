@@ -17,6 +17,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+pub use super::hasher::DigestState;
 use crate::sys::Pipe;
 
 /// How long an unfinished blob lives.
@@ -54,6 +55,10 @@ pub trait BlobWriter: Send {
     fn sync(&mut self) -> io::Result<()>;
     /// No more bytes: makes them durable and returns their sha256 (hex) when hashing is on.
     fn finish(&mut self) -> io::Result<Option<String>>;
+    /// Stops hashing and hands over the state over every byte appended so far (for a kept
+    /// blob, to be continued by the next writer instead of reading the bytes back); `None`
+    /// when not hashing or hashing failed.
+    fn suspend_digest(&mut self) -> Option<DigestState>;
     /// Puts the finished bytes under `name` (not yet durable: see `Backend::placed`). From
     /// then on the blob is the caller's to remove (`Backend::remove`).
     fn place(&mut self, name: &str) -> io::Result<()>;
@@ -66,7 +71,13 @@ pub trait Backend: Send + Sync {
     /// The kept blob `id` again, cut back to its first `len` bytes (what was acknowledged;
     /// bytes written after that were never promised), to append to it. `NotFound` if there is
     /// none, `InvalidData` if it holds fewer than `len` bytes.
-    fn reopen(&self, id: &str, len: u64) -> io::Result<Box<dyn BlobWriter>>;
+    /// `digest`, if it covers exactly those `len` bytes, continues their sha256.
+    fn reopen(
+        &self,
+        id: &str,
+        len: u64,
+        digest: Option<DigestState>,
+    ) -> io::Result<Box<dyn BlobWriter>>;
     /// Removes the kept blob `id` (terminated or expired); `Ok(false)` if there was none.
     fn discard(&self, id: &str) -> io::Result<bool>;
     /// Makes the blobs placed so far durable under their names.

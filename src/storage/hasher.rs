@@ -63,7 +63,7 @@ pub struct Hasher {
     /// `written` at the last wake-up: the hasher is woken once per `CHUNK`, not per write (per
     /// 8 KiB write, strace showed four futex calls per write, the two threads ping-ponging).
     nudged: u64,
-    done: Option<JoinHandle<Option<String>>>,
+    done: Option<JoinHandle<Option<Sha256>>>,
 }
 
 impl Hasher {
@@ -126,7 +126,13 @@ impl Hasher {
     }
 
     /// The hex digest of the file's first `written` bytes; `None` if hashing failed.
-    pub fn finish(mut self) -> Option<String> {
+    #[cfg(test)]
+    pub fn finish(self) -> Option<String> {
+        self.state().map(digest_hex)
+    }
+
+    /// The hash state over the file's first `written` bytes (to be continued later).
+    fn state(mut self) -> Option<Sha256> {
         self.shared.lock().closed = true;
         self.thread.unpark();
         self.done.take()?.join().ok().flatten()
@@ -146,7 +152,7 @@ impl Drop for Hasher {
 }
 
 /// The hashing thread: reads what is written, as it is written, until told the file is whole.
-fn follow(file: &File, shared: &Shared, mut h: Sha256, from: u64) -> Option<String> {
+fn follow(file: &File, shared: &Shared, mut h: Sha256, from: u64) -> Option<Sha256> {
     let mut buf = vec![0u8; CHUNK];
     let mut hashed = from;
     loop {
@@ -185,7 +191,7 @@ fn follow(file: &File, shared: &Shared, mut h: Sha256, from: u64) -> Option<Stri
             }
         }
     }
-    Some(digest_hex(h))
+    Some(h)
 }
 
 fn digest_hex(h: Sha256) -> String {
@@ -200,6 +206,14 @@ fn digest_hex(h: Sha256) -> String {
 pub enum FileDigest {
     Inline { state: Sha256, len: u64 },
     Following(Hasher),
+}
+
+/// A sha256 in progress over a file's first `len` bytes: what a resumable upload carries from
+/// one request to the next, so the whole file is not read back at its end.
+#[derive(Clone)]
+pub struct DigestState {
+    sha: Sha256,
+    pub len: u64,
 }
 
 /// Files are hashed inline up to this size.
@@ -241,11 +255,28 @@ impl FileDigest {
         }
     }
 
+    /// Continues hashing a file whose first `len` bytes `state` covers.
+    pub fn resume(state: DigestState) -> FileDigest {
+        FileDigest::Inline {
+            state: state.sha,
+            len: state.len,
+        }
+    }
+
     /// The hex digest of everything appended; `None` if hashing failed.
     pub fn finish(self) -> Option<String> {
+        self.suspend().map(|s| digest_hex(s.sha))
+    }
+
+    /// Stops hashing, keeping the state over everything appended so far; `None` if hashing
+    /// failed.
+    pub fn suspend(self) -> Option<DigestState> {
         match self {
-            FileDigest::Inline { state, .. } => Some(digest_hex(state)),
-            FileDigest::Following(h) => h.finish(),
+            FileDigest::Inline { state, len } => Some(DigestState { sha: state, len }),
+            FileDigest::Following(h) => {
+                let len = h.shared.lock().written;
+                h.state().map(|sha| DigestState { sha, len })
+            }
         }
     }
 }

@@ -12,11 +12,14 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::backend::{Backend, Blob, BlobInfo, BlobWriter, Lifetime};
+use super::backend::{Backend, Blob, BlobInfo, BlobWriter, DigestState, Lifetime};
 use super::hasher::FileDigest;
 use super::{hex, is_stored_name, open_state_dir, random_hex};
 use crate::sys::Pipe;
 
+/// Written bytes are handed to the disk (`sys::start_writeback`) in steps of this size, so the
+/// fsync before an acknowledgement waits for one step at most, not for everything received.
+const WRITEBACK_STEP: u64 = 1 << 20;
 /// Files past this size gather their writes in a pipe (`LocalWriter::append`); smaller ones,
 /// most uploads of small files, are written directly and pay for no pipe.
 const STAGE_FROM: u64 = 256 << 10;
@@ -99,19 +102,34 @@ impl LocalDir {
         Ok(self.resume.join(format!("{id}.part")))
     }
 
-    fn writer(&self, path: PathBuf, file: File, len: u64, kept: bool) -> LocalWriter {
+    fn writer(
+        &self,
+        path: PathBuf,
+        file: File,
+        len: u64,
+        kept: bool,
+        digest: Option<DigestState>,
+    ) -> LocalWriter {
+        // A reopened blob's earlier bytes were hashed by another writer: continued from its
+        // state when it is handed over, else read back at the end.
+        let digest = digest.filter(|d| d.len == len).map(FileDigest::resume);
+        let hasher = match len {
+            0 => Some(FileDigest::new()),
+            _ => digest,
+        }
+        .filter(|_| self.checksum);
         LocalWriter {
             path,
             dest: self.dir.clone(),
             file: Some(file),
-            // A reopened blob's earlier bytes were hashed by another writer: read back at the end.
-            hasher: (self.checksum && len == 0).then(FileDigest::new),
-            rehash: self.checksum && len > 0,
+            rehash: self.checksum && hasher.is_none(),
+            hasher,
             len,
             remove_on_drop: !kept,
             splice: self.splice,
             staging: None,
             held: 0,
+            kicked: len,
         }
     }
 }
@@ -136,10 +154,15 @@ impl Backend for LocalDir {
             // Its name must survive a power cut as long as the offsets acknowledged for it.
             sync_dir(&self.resume)?;
         }
-        Ok(Box::new(self.writer(path, file, 0, kept)))
+        Ok(Box::new(self.writer(path, file, 0, kept, None)))
     }
 
-    fn reopen(&self, id: &str, len: u64) -> io::Result<Box<dyn BlobWriter>> {
+    fn reopen(
+        &self,
+        id: &str,
+        len: u64,
+        digest: Option<DigestState>,
+    ) -> io::Result<Box<dyn BlobWriter>> {
         let path = self.kept_path(id)?;
         let mut file = OpenOptions::new()
             .read(true)
@@ -160,7 +183,7 @@ impl Backend for LocalDir {
             file.set_len(len)?;
         }
         std::io::Seek::seek(&mut file, io::SeekFrom::Start(len))?;
-        Ok(Box::new(self.writer(path, file, len, true)))
+        Ok(Box::new(self.writer(path, file, len, true, digest)))
     }
 
     fn discard(&self, id: &str) -> io::Result<bool> {
@@ -253,6 +276,8 @@ struct LocalWriter {
     staging: Option<Pipe>,
     /// Bytes waiting in `staging`.
     held: usize,
+    /// Bytes of the file already handed to the disk (`start_writeback`).
+    kicked: u64,
 }
 
 impl LocalWriter {
@@ -272,13 +297,20 @@ impl LocalWriter {
         self.grew(None)
     }
 
-    /// Bookkeeping after bytes reached the file: the hasher (which reads the file).
+    /// Bookkeeping after bytes reached the file: the hasher (which reads the file), and the
+    /// disk's writeback started a step at a time.
     fn grew(&mut self, data: Option<&[u8]>) -> io::Result<()> {
         let in_file = self.len - self.held as u64;
         if let (Some(h), Some(file)) = (self.hasher.as_mut(), self.file.as_ref()) {
             if !h.appended(file, data, in_file)? {
                 return Err(io::Error::other("hashing the upload failed"));
             }
+        }
+        if in_file - self.kicked >= WRITEBACK_STEP {
+            if let Some(file) = self.file.as_ref() {
+                crate::sys::start_writeback(file, self.kicked, in_file - self.kicked);
+            }
+            self.kicked = in_file;
         }
         Ok(())
     }
@@ -361,6 +393,13 @@ impl BlobWriter for LocalWriter {
                 .ok_or_else(|| io::Error::other("hashing the upload failed")),
             None => Ok(None),
         }
+    }
+
+    fn suspend_digest(&mut self) -> Option<DigestState> {
+        if self.flush_staging().is_err() {
+            return None;
+        }
+        self.hasher.take()?.suspend()
     }
 
     fn place(&mut self, name: &str) -> io::Result<()> {
@@ -458,21 +497,39 @@ mod tests {
         first.append(b"hello ").expect("append");
         first.sync().expect("sync");
         drop(first);
-        assert!(local.reopen("../x", 0).is_err(), "ids are hex only");
+        assert!(local.reopen("../x", 0, None).is_err(), "ids are hex only");
         assert!(
-            local.reopen(id, 7).is_err(),
+            local.reopen(id, 7, None).is_err(),
             "fewer bytes than acknowledged"
         );
         // Bytes past the acknowledged offset are cut off.
-        let mut again = local.reopen(id, 4).expect("reopen");
+        let mut again = local.reopen(id, 4, None).expect("reopen");
         again.append(b"o ").expect("append");
         drop(again);
-        let mut again = local.reopen(id, 6).expect("reopen");
+        let mut again = local.reopen(id, 6, None).expect("reopen");
         assert_eq!(again.written(), 6);
+        assert!(
+            again.suspend_digest().is_none(),
+            "a read-back writer has no state"
+        );
         again.append(b"world").expect("append");
         let digest = again.finish().expect("finish");
         assert_eq!(digest, Some(hex(&Sha256::digest(b"hello world"))));
         drop(again);
+        // A digest handed over continues; one that covers other bytes is not used.
+        let mut fresh = local.create(Lifetime::Kept(id)).expect("recreate");
+        fresh.append(b"hello ").expect("append");
+        let state = fresh.suspend_digest().expect("state");
+        drop(fresh);
+        let mut cont = local.reopen(id, 6, Some(state.clone())).expect("reopen");
+        cont.append(b"there").expect("append");
+        let digest = cont.finish().expect("finish");
+        assert_eq!(digest, Some(hex(&Sha256::digest(b"hello there"))));
+        drop(cont);
+        let mut stale = local.reopen(id, 11, Some(state)).expect("reopen");
+        let digest = stale.finish().expect("finish");
+        assert_eq!(digest, Some(hex(&Sha256::digest(b"hello there"))));
+        drop(stale);
         assert!(local.discard(id).expect("discard"));
         assert!(!local.discard(id).expect("discard again"));
         let _ = fs::remove_dir_all(&dir);

@@ -28,8 +28,8 @@ mod local;
 mod meta;
 mod migrate;
 mod unfinished;
-pub use backend::Lifetime;
 use backend::{Backend, Blob, BlobWriter};
+pub use backend::{DigestState, Lifetime};
 pub use catalogue::{Catalogue, CatalogueError, Cursor};
 pub use check::CheckReport;
 pub use meta::Meta;
@@ -82,6 +82,11 @@ impl TempFile {
     /// use them up first.
     pub fn adopt(&mut self, n: u64) {
         self.reserved += n;
+    }
+
+    /// Stops hashing, handing the state over (see `BlobWriter::suspend_digest`).
+    pub fn suspend_digest(&mut self) -> Option<DigestState> {
+        self.blob.suspend_digest()
     }
 
     /// Hands what is left of this file's reservation back as a standing one: it stays in
@@ -280,8 +285,16 @@ impl Store {
     /// A kept blob again (a resumable upload), cut back to the `len` bytes acknowledged. It
     /// reserves nothing itself: a resumable upload's reservation stands between its requests
     /// (`reserve_standing`) and is lent to it with `TempFile::adopt`.
-    pub fn reopen_temp(&self, id: &str, len: u64) -> Result<TempFile, AppError> {
-        let blob = self.blobs.reopen(id, len).map_err(AppError::Storage)?;
+    pub fn reopen_temp(
+        &self,
+        id: &str,
+        len: u64,
+        digest: Option<DigestState>,
+    ) -> Result<TempFile, AppError> {
+        let blob = self
+            .blobs
+            .reopen(id, len, digest)
+            .map_err(AppError::Storage)?;
         self.wrap(blob, Some(0))
     }
 

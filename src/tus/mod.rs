@@ -12,14 +12,14 @@
 //!
 //! `protocol.rs` has the request handlers, `write.rs` a PATCH body's way into the blob.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::error::{AppError, TusError};
 use crate::http::Response;
-use crate::storage::{Meta, Store, Unfinished};
+use crate::storage::{DigestState, Meta, Store, Unfinished};
 
 pub mod headers;
 mod protocol;
@@ -39,6 +39,10 @@ pub struct Tus {
     per_client: u64,
     /// Ids with a request writing to (or ending) them: a second one gets 423.
     busy: Mutex<HashSet<String>>,
+    /// The sha256 state of unfinished uploads between their requests (at most one per
+    /// unfinished upload, ~200 bytes each): the next PATCH continues it instead of the whole
+    /// file being read back at the end. Lost on restart; then the file is read back once.
+    digests: Mutex<HashMap<String, DigestState>>,
 }
 
 /// What a tus request did: the response, and the file it completed, if it did.
@@ -90,6 +94,7 @@ impl Tus {
             max_unfinished: cfg.max_resumable,
             per_client: (cfg.max_resumable / 4).max(1),
             busy: Mutex::new(HashSet::new()),
+            digests: Mutex::new(HashMap::new()),
         }
     }
 
@@ -123,8 +128,19 @@ impl Tus {
         now_secs().saturating_add(self.expiry.as_secs().max(1))
     }
 
+    fn take_digest(&self, id: &str) -> Option<DigestState> {
+        let mut d = self.digests.lock().unwrap_or_else(PoisonError::into_inner);
+        d.remove(id)
+    }
+
+    fn keep_digest(&self, id: &str, state: DigestState) {
+        let mut d = self.digests.lock().unwrap_or_else(PoisonError::into_inner);
+        d.insert(id.to_string(), state);
+    }
+
     /// Forgets an upload: its row, its blob, its standing reservation.
     fn remove(&self, u: &Unfinished) {
+        self.take_digest(&u.id);
         if u.done.is_none() {
             if let Some(len) = u.length {
                 self.store.release_standing(len.saturating_sub(u.offset));

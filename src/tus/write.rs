@@ -73,7 +73,10 @@ impl Tus {
     ) -> Result<Ingest<'s>, AppError> {
         let standing = u.length.map_or(0, |l| l.saturating_sub(u.offset));
         let temp = match u.mime {
-            Some(_) => match self.store.reopen_temp(&u.id, u.offset) {
+            Some(_) => match self
+                .store
+                .reopen_temp(&u.id, u.offset, self.take_digest(&u.id))
+            {
                 Ok(t) => Some(t),
                 Err(e) => {
                     // Its bytes are gone (removed by hand, or a commit cut off by a crash):
@@ -91,13 +94,17 @@ impl Tus {
             .resume(&u.held, temp, u.mime.clone()))
     }
 
-    /// Makes what arrived durable and records it as the upload's offset.
+    /// Makes what arrived durable and records it as the upload's offset (keeping the hash
+    /// state over it for the next request).
     fn save(&self, file: &mut Ingest<'_>, u: &mut Unfinished) -> Result<(), AppError> {
         let synced = file.sync();
         if synced.is_ok() {
             u.offset = file.size();
             u.held = file.held().to_vec();
             u.mime = file.mime().map(str::to_string);
+            if let Some(state) = file.suspend_digest().filter(|d| d.len == u.offset) {
+                self.keep_digest(&u.id, state);
+            }
         }
         u.expires_at = self.expires();
         self.settle(file, u);

@@ -100,6 +100,12 @@ impl<'s> Ingest<'s> {
         self
     }
 
+    /// Stops hashing, handing over the state over every byte in the blob (a resumable upload
+    /// carries it to its next request); `None` before the blob exists or without hashing.
+    pub fn suspend_digest(&mut self) -> Option<crate::storage::DigestState> {
+        self.temp.as_mut()?.suspend_digest()
+    }
+
     /// What is left of a resumable upload's reservation, handed back as a standing one (it
     /// stays reserved when this is dropped).
     pub fn disown(&mut self) -> u64 {
