@@ -423,3 +423,28 @@ test('cancel ends the upload on the server (termination)', async () => {
   if (held) await held.abort().catch(() => {});
   await context.close();
 });
+
+test('offline for a few seconds mid-upload (a phone that slept): the page finishes without user action', async () => {
+  const { server, path, sha } = await bigServerAndFile('offline');
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(server + '/');
+  await page.waitForSelector('#limits:has-text("per file")');
+  const log = tusLog(page);
+  let patches = 0;
+  // The network goes away as the second PATCH starts, and comes back 3 s later.
+  await page.route('**/tus/*', async (route, req) => {
+    if (req.method() === 'PATCH' && ++patches === 2) {
+      await context.setOffline(true);
+      setTimeout(() => context.setOffline(false), 3000);
+      return route.abort('internetdisconnected');
+    }
+    return route.continue();
+  });
+  await page.setInputFiles('#files', path);
+  await page.waitForFunction(() => document.querySelector('#queue .meta')?.textContent.includes('retrying'), null, { timeout: 15000 });
+  await page.waitForFunction(() => document.querySelectorAll('#queue .state.done').length === 1, null, { timeout: 60000 });
+  assert.equal(log.filter((l) => l.startsWith('POST')).length, 1, log.join(', '));
+  assert.equal((await storedNamed(server, 'offline.png')).sha256, sha);
+  await context.close();
+});
