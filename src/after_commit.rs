@@ -1,11 +1,12 @@
-//! Work that follows a commit — thumbnails now, upload hooks next — on one background thread
+//! Work that follows a commit — thumbnails, the `--on-upload`/`--on-delete` hooks — on one background thread
 //! fed by one bounded queue, never on the request's time.
 //!
-//! Bounded: at most `QUEUE` jobs wait; beyond that a job is dropped with a log line (a
-//! thumbnail is then made on its first request instead). Isolated: a job that panics is logged
+//! Bounded: at most `QUEUE` jobs wait; beyond that a job is dropped with a warning and counted
+//! (a thumbnail is then made on its first request instead; a hook is not run). Isolated: a job that panics is logged
 //! and the thread goes on with the next one.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 
 /// Jobs waiting at most.
@@ -20,6 +21,8 @@ pub struct Job {
 /// The queue's sending side; the thread ends when this is dropped.
 pub struct AfterCommit {
     tx: SyncSender<Job>,
+    /// Jobs refused because the queue was full.
+    dropped: AtomicU64,
 }
 
 impl AfterCommit {
@@ -28,7 +31,15 @@ impl AfterCommit {
         std::thread::Builder::new()
             .name("after-commit".into())
             .spawn(move || work(rx))?;
-        Ok(AfterCommit { tx })
+        Ok(AfterCommit {
+            tx,
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// Jobs dropped so far because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Queues a job; never blocks. False when the queue is full (or the thread is gone).
@@ -39,7 +50,11 @@ impl AfterCommit {
         }) {
             Ok(()) => true,
             Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
-                log::info!("after-commit queue full: {} is left for later", job.what);
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                log::warn!(
+                    "after-commit queue full: {} dropped ({n} dropped since start)",
+                    job.what
+                );
                 false
             }
         }
@@ -79,6 +94,7 @@ mod tests {
             .filter(|_| q.submit("x".into(), || {}))
             .count();
         assert_eq!(accepted, QUEUE);
+        assert_eq!(q.dropped(), 1);
         drop(hold_tx);
     }
 }

@@ -39,6 +39,12 @@ enum Key {
     MaxField,
     ResumeExpiry,
     MaxResumable,
+    ScanCmd,
+    ScanTimeout,
+    MaxScans,
+    OnUpload,
+    OnDelete,
+    HookTimeout,
     StaticDir,
     Log,
 }
@@ -77,6 +83,12 @@ const SETTINGS: &[Setting] = &[
     Setting { key: Key::MaxField, name: "max-field", default: "64K", help: "size of one text field in a multipart body" },
     Setting { key: Key::ResumeExpiry, name: "resume-expiry", default: "24h", help: "how long an unfinished resumable (tus) upload is kept after its last progress; then its bytes are removed" },
     Setting { key: Key::MaxResumable, name: "max-resumable", default: "64", help: "unfinished resumable uploads kept at once (a quarter of them, at least 1, per client address); beyond this 429" },
+    Setting { key: Key::ScanCmd, name: "scan-cmd", default: "", help: "command that may veto each file before it is stored, given its path as the last argument (e.g. 'clamdscan --fdpass --no-summary'); exit 0 stores it, another status refuses it (422); no shell" },
+    Setting { key: Key::ScanTimeout, name: "scan-timeout", default: "10s", help: "longest a --scan-cmd run may take; then it is killed and the file refused (503)" },
+    Setting { key: Key::MaxScans, name: "max-scans", default: "2", help: "--scan-cmd runs at once; more uploads wait for one to end" },
+    Setting { key: Key::OnUpload, name: "on-upload", default: "", help: "command run after each file is stored (PIDROP_* environment, a JSON record on stdin); never holds the upload; no shell" },
+    Setting { key: Key::OnDelete, name: "on-delete", default: "", help: "command run after each file is deleted, like --on-upload" },
+    Setting { key: Key::HookTimeout, name: "hook-timeout", default: "60s", help: "longest an --on-upload or --on-delete run may take; then its process group is killed" },
     Setting { key: Key::StaticDir, name: "static-dir", default: "", help: "serve an edited copy of the page (index.html, app.js, style.css) from this directory instead of the embedded one" },
     Setting { key: Key::Log, name: "log", default: "info", help: "log level: error, warn, info, debug, trace (RUST_LOG also works)" },
 ];
@@ -99,8 +111,20 @@ pub struct Config {
     pub max_field: u64,
     pub resume_expiry: Duration,
     pub max_resumable: u64,
+    pub hooks: HookConfig,
     pub static_dir: Option<PathBuf>,
     pub log: String,
+}
+
+/// The upload hooks (`hooks.rs`): commands as words, and their limits.
+#[derive(Clone, Debug, Default)]
+pub struct HookConfig {
+    pub scan: Option<Vec<String>>,
+    pub scan_timeout: Duration,
+    pub max_scans: usize,
+    pub on_upload: Option<Vec<String>>,
+    pub on_delete: Option<Vec<String>>,
+    pub timeout: Duration,
 }
 
 /// A setting that could not be used.
@@ -345,8 +369,31 @@ fn build(v: &Values) -> Result<Config, ConfigError> {
         max_field: v.size(Key::MaxField)?,
         resume_expiry: v.duration(Key::ResumeExpiry)?,
         max_resumable: v.count(Key::MaxResumable)? as u64,
+        hooks: hook_config(v)?,
         static_dir: v.path(Key::StaticDir),
         log: v.text(Key::Log).1.to_string(),
+    })
+}
+
+/// The hook commands, split into words (no shell), and their limits.
+fn hook_config(v: &Values) -> Result<HookConfig, ConfigError> {
+    let command = |key| {
+        v.typed(
+            key,
+            |s| match s.trim() {
+                "" => Some(None),
+                s => crate::hooks::split_command(s).map(Some),
+            },
+            "expected a command and its arguments (quotes group words; a quote is open)",
+        )
+    };
+    Ok(HookConfig {
+        scan: command(Key::ScanCmd)?,
+        scan_timeout: v.duration(Key::ScanTimeout)?,
+        max_scans: v.count(Key::MaxScans)?,
+        on_upload: command(Key::OnUpload)?,
+        on_delete: command(Key::OnDelete)?,
+        timeout: v.duration(Key::HookTimeout)?,
     })
 }
 

@@ -82,6 +82,10 @@ pub enum UploadError {
         free: u64,
         min_free: u64,
     },
+    /// `--scan-cmd` refused the file: the first line of what it said.
+    Vetoed(String),
+    /// `--scan-cmd` could not give an answer (timed out, could not run): refused, fail closed.
+    ScanUnavailable(String),
 }
 
 /// A fault of pidrop's own found while reading a body (the tee/splice path's bookkeeping, its
@@ -247,6 +251,8 @@ impl AppError {
                 | UploadError::NotText { .. } => 415,
                 UploadError::BadName | UploadError::NoFile => 400,
                 UploadError::InsufficientStorage { .. } => 507,
+                UploadError::Vetoed(_) => 422,
+                UploadError::ScanUnavailable(_) => 503,
             },
             AppError::Tus(e) => match e {
                 TusError::Version => 412,
@@ -296,6 +302,8 @@ impl AppError {
             AppError::Upload(UploadError::BadName) => "bad_name",
             AppError::Upload(UploadError::NoFile) => "no_file",
             AppError::Upload(UploadError::InsufficientStorage { .. }) => "insufficient_storage",
+            AppError::Upload(UploadError::Vetoed(_)) => "rejected_by_scan",
+            AppError::Upload(UploadError::ScanUnavailable(_)) => "scan_unavailable",
             AppError::Tus(e) => match e {
                 TusError::Version => "tus_version",
                 TusError::BadHeader(_) => "bad_header",
@@ -443,6 +451,14 @@ impl fmt::Display for UploadError {
                 "not enough free space on the server ({} free, {} must stay free)",
                 human_size(*free),
                 human_size(*min_free)
+            ),
+            UploadError::Vetoed(why) if why.is_empty() => {
+                write!(f, "the server's scanner refused the file")
+            }
+            UploadError::Vetoed(why) => write!(f, "the server's scanner refused the file: {why}"),
+            UploadError::ScanUnavailable(why) => write!(
+                f,
+                "the server's scanner could not check the file ({why}); it was not stored"
             ),
         }
     }

@@ -10,6 +10,7 @@ pub mod after_commit;
 pub mod assets;
 pub mod config;
 pub mod error;
+pub mod hooks;
 pub mod hosts;
 pub mod http;
 pub mod json;

@@ -1,6 +1,7 @@
 //! Method + path → handler, the Origin check for state-changing requests, and the one place an
 //! error becomes a response (`error_response`).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::assets;
@@ -208,6 +209,7 @@ impl App {
                 #[cfg(feature = "thumbnails")]
                 self.thumbs.remove(name);
                 if self.store.delete(name)? {
+                    self.hook("delete", self.cfg.hooks.on_delete.as_ref(), &meta);
                     Ok(Response::new(204))
                 } else {
                     Err(AppError::NotFound)
@@ -259,16 +261,33 @@ impl App {
         Response::json(status_of(o), body.finish())
     }
 
-    /// After a commit: queue the thumbnails (never delays the answer).
+    /// After a commit: queue the thumbnails and the `--on-upload` hook (never delays the
+    /// answer).
     fn stored(&self, o: &Outcome) {
-        #[cfg(feature = "thumbnails")]
         for m in &o.stored {
+            self.hook("upload", self.cfg.hooks.on_upload.as_ref(), m);
+            #[cfg(feature = "thumbnails")]
             if let Some(src) = self.store.local_path(m) {
                 self.thumbs.queue(&self.after_commit, src, &m.name, &m.mime);
             }
         }
-        #[cfg(not(feature = "thumbnails"))]
-        let _ = o;
+    }
+
+    /// Queues a post-commit hook (`--on-upload`, `--on-delete`) for one file.
+    fn hook(&self, event: &'static str, argv: Option<&Vec<String>>, m: &Arc<Meta>) {
+        let Some(argv) = argv.cloned() else { return };
+        let path = self.store.local_path(m).unwrap_or_default();
+        let meta = Arc::clone(m);
+        let timeout = self.cfg.hooks.timeout;
+        self.after_commit
+            .submit(format!("{event} hook for {}", m.name), move || {
+                let e = crate::hooks::Event {
+                    event,
+                    meta: &meta,
+                    path: &path,
+                };
+                crate::hooks::notify(&argv, &e, timeout);
+            });
     }
 
     fn thumbnail_url(&self, m: &Meta) -> Option<String> {

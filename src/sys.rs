@@ -18,6 +18,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
+/// SIGKILL to every process of the group `pgid` (a hook started as a group leader, and
+/// whatever it started).
+pub fn kill_process_group(pgid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pgid) {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory is touched.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+}
+
 /// Asks the kernel to start writing `len` bytes at `offset` of `file` to the disk now, without
 /// waiting for them (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`): the fsync that makes an
 /// upload durable then has little left to wait for, and dirty pages never pile up in a Pi's

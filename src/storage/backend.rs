@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 pub use super::hasher::DigestState;
@@ -59,6 +59,9 @@ pub trait BlobWriter: Send {
     /// blob, to be continued by the next writer instead of reading the bytes back); `None`
     /// when not hashing or hashing failed.
     fn suspend_digest(&mut self) -> Option<DigestState>;
+    /// A local file holding the bytes before they are placed (a scanner reads it), if the
+    /// backend has one.
+    fn local_path(&self) -> Option<&Path>;
     /// Puts the finished bytes under `name` (not yet durable: see `Backend::placed`). From
     /// then on the blob is the caller's to remove (`Backend::remove`).
     fn place(&mut self, name: &str) -> io::Result<()>;

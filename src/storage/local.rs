@@ -402,6 +402,10 @@ impl BlobWriter for LocalWriter {
         self.hasher.take()?.suspend()
     }
 
+    fn local_path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
     fn place(&mut self, name: &str) -> io::Result<()> {
         fs::rename(&self.path, self.dest.join(name))?;
         self.remove_on_drop = false;

@@ -108,6 +108,13 @@ pub struct Staged {
     pub meta: Meta,
 }
 
+impl Staged {
+    /// Where its bytes are before the commit, when the backend keeps them in a local file.
+    pub fn local_path(&self) -> Option<&Path> {
+        self.temp.blob.local_path()
+    }
+}
+
 /// `/dev/urandom`, opened once: two opens per upload showed up in `strace -c` of small files.
 static URANDOM: std::sync::OnceLock<File> = std::sync::OnceLock::new();
 

@@ -7,8 +7,9 @@
 //! Nothing here knows where the bytes come from or where they go: the carrier feeds slices or
 //! pipes, the store's backend decides how they land.
 
-use crate::config::Config;
+use crate::config::{Config, HookConfig};
 use crate::error::{AppError, UploadError};
+use crate::hooks::{self, Ran};
 use crate::storage::{Lifetime, Staged, Store, TempFile};
 use crate::sys::Pipe;
 use crate::validate::{self, AllowList, SNIFF_LEN};
@@ -16,6 +17,7 @@ use crate::validate::{self, AllowList, SNIFF_LEN};
 pub struct Ingest<'s> {
     store: &'s Store,
     allow: &'s AllowList,
+    hooks: &'s HookConfig,
     /// `--max-size`.
     limit: u64,
     original: String,
@@ -50,6 +52,7 @@ impl<'s> Ingest<'s> {
         Ok(Ingest {
             store,
             allow: &cfg.allow,
+            hooks: &cfg.hooks,
             limit: cfg.max_size,
             original,
             ext,
@@ -219,7 +222,7 @@ impl<'s> Ingest<'s> {
     }
 
     /// The file is complete: checked (if it was too short to be checked before), durable,
-    /// hashed and named.
+    /// hashed and named — and, with `--scan-cmd`, scanned before it may be stored.
     pub fn finish(mut self) -> Result<Staged, AppError> {
         if self.temp.is_none() {
             self.open_checked()?;
@@ -229,6 +232,39 @@ impl<'s> Ingest<'s> {
             .mime
             .take()
             .unwrap_or_else(|| "application/octet-stream".to_string());
-        self.store.stage(temp, self.original, mime, &self.ext)
+        let staged = self.store.stage(temp, self.original, mime, &self.ext)?;
+        if let Some(argv) = &self.hooks.scan {
+            scan(argv, self.hooks, &staged)?;
+        }
+        Ok(staged)
     }
+}
+
+/// `--scan-cmd` on a staged file: stored only if it exits 0 (fail closed otherwise).
+fn scan(argv: &[String], cfg: &HookConfig, staged: &Staged) -> Result<(), AppError> {
+    let path = staged
+        .local_path()
+        .ok_or_else(|| UploadError::ScanUnavailable("no local file to scan".into()))?;
+    let event = hooks::Event {
+        event: "scan",
+        meta: &staged.meta,
+        path,
+    };
+    let (ran, output) = hooks::scan(argv, &event, cfg.scan_timeout, cfg.max_scans);
+    let refused = match ran {
+        Ran::Ok => return Ok(()),
+        Ran::Failed(_) => UploadError::Vetoed(hooks::first_line(&output)),
+        Ran::TimedOut => UploadError::ScanUnavailable(format!(
+            "no answer within {} s",
+            cfg.scan_timeout.as_secs_f32()
+        )),
+        Ran::NotStarted(why) => UploadError::ScanUnavailable(why),
+    };
+    log::warn!(
+        "scan refused {:?} ({}): {refused}; output: {}",
+        staged.meta.original_name,
+        staged.meta.name,
+        output.trim_end()
+    );
+    Err(refused.into())
 }

@@ -9,6 +9,7 @@
 mod catalogue;
 mod conditional;
 mod harness;
+mod hooks;
 mod hosts;
 mod http_core;
 mod state;
