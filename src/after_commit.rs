@@ -8,6 +8,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 
 /// Jobs waiting at most.
 pub const QUEUE: usize = 256;
@@ -23,18 +24,28 @@ pub struct AfterCommit {
     tx: SyncSender<Job>,
     /// Jobs refused because the queue was full.
     dropped: AtomicU64,
+    /// Jobs queued and not yet done.
+    waiting: Arc<AtomicU64>,
 }
 
 impl AfterCommit {
     pub fn start() -> std::io::Result<AfterCommit> {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let waiting = Arc::new(AtomicU64::new(0));
+        let theirs = Arc::clone(&waiting);
         std::thread::Builder::new()
             .name("after-commit".into())
-            .spawn(move || work(rx))?;
+            .spawn(move || work(rx, &theirs))?;
         Ok(AfterCommit {
             tx,
             dropped: AtomicU64::new(0),
+            waiting,
         })
+    }
+
+    /// Jobs queued and not yet done.
+    pub fn waiting(&self) -> u64 {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Jobs dropped so far because the queue was full.
@@ -44,12 +55,14 @@ impl AfterCommit {
 
     /// Queues a job; never blocks. False when the queue is full (or the thread is gone).
     pub fn submit(&self, what: String, run: impl FnOnce() + Send + 'static) -> bool {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(Job {
             what,
             run: Box::new(run),
         }) {
             Ok(()) => true,
             Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 log::warn!(
                     "after-commit queue full: {} dropped ({n} dropped since start)",
@@ -61,12 +74,13 @@ impl AfterCommit {
     }
 }
 
-fn work(rx: Receiver<Job>) {
+fn work(rx: Receiver<Job>, waiting: &AtomicU64) {
     while let Ok(job) = rx.recv() {
         let Job { what, run } = job;
         if catch_unwind(AssertUnwindSafe(run)).is_err() {
             log::error!("after-commit job {what} panicked; going on with the next");
         }
+        waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

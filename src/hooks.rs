@@ -17,6 +17,7 @@ use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -231,6 +232,13 @@ pub fn scan(argv: &[String], event: &Event<'_>, timeout: Duration, limit: usize)
     result
 }
 
+/// Post-commit hook runs that did not succeed, since start (`/metrics`).
+static FAILURES: AtomicU64 = AtomicU64::new(0);
+
+pub fn failures() -> u64 {
+    FAILURES.load(Ordering::Relaxed)
+}
+
 /// Runs a post-commit hook and logs how it went (from the after-commit queue).
 pub fn notify(argv: &[String], event: &Event<'_>, timeout: Duration) {
     let (ran, output) = run(argv, None, event, timeout);
@@ -238,11 +246,14 @@ pub fn notify(argv: &[String], event: &Event<'_>, timeout: Duration) {
     match ran {
         Ran::Ok if output.is_empty() => {}
         Ran::Ok => log::info!("{} hook for {}: {output}", event.event, event.meta.name),
-        other => log::warn!(
-            "{} hook for {} did not succeed ({other:?}): {output}",
-            event.event,
-            event.meta.name
-        ),
+        other => {
+            FAILURES.fetch_add(1, Ordering::Relaxed);
+            log::warn!(
+                "{} hook for {} did not succeed ({other:?}): {output}",
+                event.event,
+                event.meta.name
+            );
+        }
     }
 }
 

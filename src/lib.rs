@@ -15,6 +15,7 @@ pub mod hosts;
 pub mod http;
 pub mod json;
 pub mod logger;
+pub mod metrics;
 pub mod multipart;
 pub mod refusals;
 pub mod routes;

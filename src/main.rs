@@ -72,6 +72,7 @@ fn run(cfg: config::Config) -> Result<(), String> {
         .map_err(|e| format!("cannot start the after-commit worker: {e}"))?;
     let store_for_check = store.clone();
     let tus = Arc::new(pidrop::tus::Tus::new(&cfg, store.clone()));
+    let load = Arc::new(http::Load::default());
     spawn_sweeper(tus.clone())?;
     let app = Arc::new(App {
         hosts: pidrop::hosts::Hosts::new(&cfg.hosts),
@@ -83,12 +84,14 @@ fn run(cfg: config::Config) -> Result<(), String> {
         thumbs,
         after_commit,
         tus,
+        metrics: pidrop::metrics::Metrics::default(),
+        load: load.clone(),
     });
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_thread(stop.clone(), bound)?;
     sys::sd_notify("READY=1");
     spawn_background_check(store_for_check, SystemTime::now());
-    http::run(listener, server_cfg, app, stop).map_err(|e| format!("server failed: {e}"))?;
+    http::run(listener, server_cfg, app, stop, load).map_err(|e| format!("server failed: {e}"))?;
     log::info!("stopped");
     Ok(())
 }

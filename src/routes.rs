@@ -2,7 +2,7 @@
 //! error becomes a response (`error_response`).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::assets;
 use crate::config::Config;
@@ -10,6 +10,7 @@ use crate::error::{AppError, UploadError};
 use crate::hosts::Hosts;
 use crate::http::{Request, Response, Service};
 use crate::json::{self, Obj};
+use crate::metrics::{Gauges, Metrics, Via};
 use crate::serve;
 use crate::storage::{is_stored_name, Cursor, Meta, Store};
 use crate::time::rfc3339;
@@ -30,11 +31,16 @@ pub struct App {
     pub after_commit: crate::after_commit::AfterCommit,
     /// Resumable uploads (`/tus`).
     pub tus: std::sync::Arc<crate::tus::Tus>,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// The server core's load, for `/metrics`.
+    pub load: Arc<crate::http::Load>,
 }
 
 impl Service for App {
     fn handle(&self, req: &mut Request<'_>) -> Response {
-        match self.route(req) {
+        let started = Instant::now();
+        let r = match self.route(req) {
             Ok(r) => r,
             Err(e) => {
                 if e.status() >= 500 {
@@ -42,11 +48,15 @@ impl Service for App {
                 }
                 error_response(&e)
             }
-        }
+        };
+        self.metrics.answered(r.status, r.code, started.elapsed());
+        r
     }
 
     fn error(&self, err: &AppError) -> Response {
-        error_response(err)
+        let r = error_response(err);
+        self.metrics.answered(r.status, r.code, Duration::ZERO);
+        r
     }
 }
 
@@ -64,6 +74,7 @@ pub fn error_response(e: &AppError) -> Response {
     let inner = error_fields(Obj::new(), e);
     let body = Obj::new().raw("error", &inner.finish()).finish();
     let mut r = Response::json(e.status(), body);
+    r.code = Some(e.code());
     if let AppError::MethodNotAllowed { allow } = e {
         r.set_header("Allow", *allow);
     }
@@ -109,6 +120,8 @@ impl App {
             "/" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
             p if p.starts_with("/static/") && read => self.asset(&p["/static/".len()..], req),
             "/healthz" if read => Ok(self.health()),
+            "/metrics" if read => Ok(self.metrics_text()),
+            "/metrics" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
             "/config" if read => Ok(self.client_config()),
             "/healthz" | "/config" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
             "/upload" if method == "POST" => self.post_upload(req),
@@ -137,11 +150,14 @@ impl App {
         }
         let reply = self.tus.handle(&self.cfg, req, id);
         if let Some(m) = reply.stored {
-            self.stored(&Outcome {
-                stored: vec![m],
-                refused: vec![],
-                fields: vec![],
-            });
+            self.stored(
+                Via::Tus,
+                &Outcome {
+                    stored: vec![m],
+                    refused: vec![],
+                    fields: vec![],
+                },
+            );
         }
         reply.response
     }
@@ -166,7 +182,7 @@ impl App {
         self.check_origin(req)?;
         let html = wants_html(req);
         let outcome = upload::multipart(&self.cfg, &self.store, req)?;
-        self.stored(&outcome);
+        self.stored(Via::Multipart, &outcome);
         Ok(if html {
             outcome_page(&outcome)
         } else {
@@ -190,7 +206,7 @@ impl App {
             refused: vec![],
             fields: vec![],
         };
-        self.stored(&out);
+        self.stored(Via::Put, &out);
         Ok(self.outcome_json(&out).header("Location", url))
     }
 
@@ -261,10 +277,36 @@ impl App {
         Response::json(status_of(o), body.finish())
     }
 
-    /// After a commit: queue the thumbnails and the `--on-upload` hook (never delays the
-    /// answer).
-    fn stored(&self, o: &Outcome) {
+    /// `GET /metrics`: the Prometheus text format.
+    fn metrics_text(&self) -> Response {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (files, bytes) = self.store.totals();
+        let g = Gauges {
+            busy_workers: self.load.busy.load(Relaxed) as u64,
+            uploads_in_flight: self.load.uploading.load(Relaxed) as u64,
+            queued_connections: self.load.queued.load(Relaxed) as u64,
+            free_bytes: self.store.free_space().unwrap_or(0),
+            files,
+            bytes,
+            unfinished_uploads: self.store.catalogue().count_unfinished(None).unwrap_or(0),
+            after_commit_waiting: self.after_commit.waiting(),
+            after_commit_dropped: self.after_commit.dropped(),
+            hook_failures: crate::hooks::failures(),
+        };
+        let text = self.metrics.render(&g);
+        Response::with_body(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            text.into_bytes(),
+        )
+        .header("Cache-Control", "no-store")
+    }
+
+    /// After a commit: count the files, queue the thumbnails and the `--on-upload` hook (never
+    /// delays the answer).
+    fn stored(&self, via: Via, o: &Outcome) {
         for m in &o.stored {
+            self.metrics.stored(via, m.size);
             self.hook("upload", self.cfg.hooks.on_upload.as_ref(), m);
             #[cfg(feature = "thumbnails")]
             if let Some(src) = self.store.local_path(m) {

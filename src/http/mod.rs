@@ -15,4 +15,4 @@ pub mod server;
 pub use head::HeadLimits;
 pub use request::{body_error, MinRate, Request};
 pub use response::{Payload, Response};
-pub use server::{run, ServerConfig, Service};
+pub use server::{run, Load, ServerConfig, Service};

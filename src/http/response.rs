@@ -35,6 +35,8 @@ pub struct Response {
     pub payload: Payload,
     /// Ask the server to close the connection after this response.
     pub close: bool,
+    /// The error code when this answers an error (counted by `/metrics`).
+    pub code: Option<&'static str>,
 }
 
 impl Response {
@@ -44,6 +46,7 @@ impl Response {
             headers: Vec::new(),
             payload: Payload::Empty,
             close: false,
+            code: None,
         }
     }
 

@@ -70,11 +70,20 @@ struct Shared {
     cfg: ServerConfig,
     service: Arc<dyn Service>,
     stop: Arc<AtomicBool>,
-    queued: AtomicUsize,
+    load: Arc<Load>,
     clients: Mutex<HashMap<IpAddr, usize>>,
     refusals: Refusals,
-    /// Workers reading a request body right now (see `ServerConfig::reserved_workers`).
-    uploading: AtomicUsize,
+}
+
+/// How loaded the server is right now (read by `/metrics`).
+#[derive(Default)]
+pub struct Load {
+    /// Accepted connections waiting for a worker.
+    pub queued: AtomicUsize,
+    /// Workers serving a connection.
+    pub busy: AtomicUsize,
+    /// Workers reading a request body (see `ServerConfig::reserved_workers`).
+    pub uploading: AtomicUsize,
 }
 
 /// A worker's claim to read a body; given back on drop.
@@ -89,12 +98,13 @@ impl<'a> UploadTurn<'a> {
             .saturating_sub(shared.cfg.reserved_workers)
             .max(1);
         shared
+            .load
             .uploading
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n < most).then_some(n + 1)
             })
             .ok()
-            .map(|_| UploadTurn(&shared.uploading))
+            .map(|_| UploadTurn(&shared.load.uploading))
     }
 }
 
@@ -142,15 +152,15 @@ pub fn run(
     cfg: ServerConfig,
     service: Arc<dyn Service>,
     stop: Arc<AtomicBool>,
+    load: Arc<Load>,
 ) -> io::Result<()> {
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         service,
         stop,
-        queued: AtomicUsize::new(0),
+        load,
         clients: Mutex::new(HashMap::new()),
         refusals: Refusals::new("connection"),
-        uploading: AtomicUsize::new(0),
     });
     let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue.max(1));
     let rx = Arc::new(Mutex::new(rx));
@@ -212,7 +222,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, tx: SyncSender<Job>
                 continue;
             }
         };
-        shared.queued.fetch_add(1, Ordering::SeqCst);
+        shared.load.queued.fetch_add(1, Ordering::SeqCst);
         let job = Job {
             stream,
             peer,
@@ -222,7 +232,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, tx: SyncSender<Job>
         match tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
-                shared.queued.fetch_sub(1, Ordering::SeqCst);
+                shared.load.queued.fetch_sub(1, Ordering::SeqCst);
                 refuse(shared, job.stream, peer, &AppError::Busy);
             }
         }
@@ -272,12 +282,14 @@ fn worker(shared: &Arc<Shared>, rx: &Arc<Mutex<Receiver<Job>>>) {
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        shared.queued.fetch_sub(1, Ordering::SeqCst);
+        shared.load.queued.fetch_sub(1, Ordering::SeqCst);
         let (peer, accepted) = (job.peer, job.accepted);
+        shared.load.busy.fetch_add(1, Ordering::SeqCst);
         // Our own bugs must not kill the worker either.
         let served = catch_unwind(AssertUnwindSafe(|| {
             serve_connection(shared, job.stream, peer, accepted, Some(job.slot))
         }));
+        shared.load.busy.fetch_sub(1, Ordering::SeqCst);
         if served.is_err() {
             log::error!("connection from {peer} ended by a panic");
         }
@@ -454,7 +466,7 @@ fn settle_body(shared: &Shared, req: &mut Request<'_>, resp: &Response) -> (bool
         }
     }
     // Others are waiting for a worker: free this one instead of idling on keep-alive.
-    if shared.queued.load(Ordering::SeqCst) > 0 {
+    if shared.load.queued.load(Ordering::SeqCst) > 0 {
         keep = false;
     }
     (keep, must_linger)
@@ -492,7 +504,7 @@ fn next_head(
                             Ok(Next::Closed)
                         };
                     }
-                    if !first && shared.queued.load(Ordering::SeqCst) > 0 {
+                    if !first && shared.load.queued.load(Ordering::SeqCst) > 0 {
                         return Ok(Next::Closed);
                     }
                 }

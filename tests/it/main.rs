@@ -12,6 +12,7 @@ mod harness;
 mod hooks;
 mod hosts;
 mod http_core;
+mod metrics;
 mod state;
 mod thumbnails;
 mod tus;

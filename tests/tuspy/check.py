@@ -11,14 +11,14 @@ Usage: tests/tuspy/check.py PATH_TO_PIDROP_BINARY
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import urllib.request
 
 from tusclient import client
 from tusclient.storage import filestorage
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from checker import pidrop, run_checks  # noqa: E402
 
 MIB = 1 << 20
 
@@ -79,27 +79,8 @@ def resumed_by_a_new_uploader(base, work):
 
 
 def main():
-    binary = sys.argv[1]
-    work = tempfile.mkdtemp(prefix="pidrop-tuspy-")
-    proc = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--dir", os.path.join(work, "up"),
-                             "--min-free", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    passed = failed = 0
-    try:
-        base = proc.stdout.readline().decode().split()[-1]
-        for check in [with_metadata_and_checksums, resumed_by_a_new_uploader]:
-            try:
-                check(base, work)
-                print(f"ok {check.__name__}")
-                passed += 1
-            except Exception as e:  # noqa: BLE001 - every failure is reported, then counted
-                print(f"FAIL {check.__name__}: {e!r}")
-                failed += 1
-    finally:
-        proc.kill()
-        proc.wait()
-        shutil.rmtree(work, ignore_errors=True)
-    print(f"tuspy: {passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    with pidrop(sys.argv[1]) as (base, work):
+        run_checks("tuspy", [with_metadata_and_checksums, resumed_by_a_new_uploader], base, work)
 
 
 if __name__ == "__main__":
