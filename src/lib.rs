@@ -7,6 +7,7 @@
 //! (the catalogue and the blob backend) or `serve` (downloads).
 
 pub mod after_commit;
+pub mod announce;
 pub mod assets;
 pub mod config;
 pub mod error;

@@ -5,7 +5,6 @@
 
 use pidrop::{config, http, logger, routes, storage, sys};
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,7 +62,7 @@ fn run(cfg: config::Config) -> Result<(), String> {
     let listener = TcpListener::bind(cfg.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    announce(bound);
+    pidrop::announce::announce(bound);
     let server_cfg = cfg.server.clone();
     #[cfg(feature = "thumbnails")]
     let thumbs = pidrop::thumbs::Thumbs::open(store.state_dir().join("thumbs"))
@@ -170,23 +169,6 @@ fn spawn_background_check(store: Arc<storage::Store>, started: SystemTime) {
         );
     if let Err(e) = spawned {
         log::error!("cannot start the consistency check: {e}");
-    }
-}
-
-/// The first line of standard output names the address actually bound.
-fn announce(bound: SocketAddr) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "pidrop listening on http://{bound}");
-    let _ = out.flush();
-    if bound.ip().is_unspecified() {
-        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-        let host = host.trim();
-        if !host.is_empty() {
-            log::info!(
-                "open http://{host}.local:{} from a phone or laptop on this network",
-                bound.port()
-            );
-        }
     }
 }
 
