@@ -1,4 +1,4 @@
-//! Resumable uploads: the tus 1.0 protocol (https://tus.io/protocols/resumable-upload) at
+//! Resumable uploads: the tus 1.0 protocol (<https://tus.io/protocols/resumable-upload>) at
 //! `/tus`, with the core and the creation, creation-with-upload, creation-defer-length,
 //! termination, expiration and checksum extensions.
 //!
