@@ -5,8 +5,9 @@
 #   aarch64-unknown-linux-musl      Pi 3/4/5 on 64-bit Pi OS     (rustup's std, zig as C toolchain)
 #   armv7-unknown-linux-musleabihf  Pi 2/3/4 on 32-bit Pi OS     (build-std, zig as C toolchain)
 #   arm-unknown-linux-musleabihf    Pi Zero/Zero W/1 (ARMv6)     (build-std, zig as C toolchain)
+#   x86_64-unknown-linux-musl       a PC or NAS (amd64 package; only when named) (build-std, zig)
 #
-# rustup serves the standard library only for aarch64 musl here, so the two 32-bit targets build
+# rustup serves the standard library only for aarch64 musl here, so the other targets build
 # std from source (-Zbuild-std, which needs RUSTC_BOOTSTRAP=1 on the pinned stable toolchain).
 # All three compile their C (the bundled SQLite) and link with zig through cargo-zigbuild. Debian's armhf gcc cannot be used: its CRT objects are
 # ARMv7 code and would crash a Pi Zero. The flags live here, not in .cargo/config.toml, so they
@@ -36,7 +37,7 @@ for t in "${targets[@]}"; do
       rustup target add "$t" >/dev/null
       cargo zigbuild --locked --release --target "$t" ${EXTRA_CARGO_ARGS:-}
       ;;
-    armv7-unknown-linux-musleabihf|arm-unknown-linux-musleabihf)
+    armv7-unknown-linux-musleabihf|arm-unknown-linux-musleabihf|x86_64-unknown-linux-musl)
       need_zig
       upper=$(echo "$t" | tr 'a-z-' 'A-Z_')
       # panic_unwind, not panic_abort: the HTTP core isolates a panicking request.
