@@ -43,7 +43,7 @@ def fill(binary, work, n):
         name = f"{i:032x}.jpg"
         open(os.path.join(updir, name), "wb").close()
         rows.append((name, f"IMG_{i:07d}.JPG", 0, "image/jpeg", "", base + i * 1_000_000, ""))
-    db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    db.executemany("INSERT INTO files (name, original_name, size, mime, sha256, uploaded_at, fields) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     db.commit()
     db.close()
     return time.perf_counter() - t0

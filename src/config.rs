@@ -45,6 +45,7 @@ enum Key {
     OnUpload,
     OnDelete,
     HookTimeout,
+    StripGps,
     StaticDir,
     Log,
 }
@@ -89,6 +90,7 @@ const SETTINGS: &[Setting] = &[
     Setting { key: Key::OnUpload, name: "on-upload", default: "", help: "command run after each file is stored (PIDROP_* environment, a JSON record on stdin); never holds the upload; no shell" },
     Setting { key: Key::OnDelete, name: "on-delete", default: "", help: "command run after each file is deleted, like --on-upload" },
     Setting { key: Key::HookTimeout, name: "hook-timeout", default: "60s", help: "longest an --on-upload or --on-delete run may take; then its process group is killed" },
+    Setting { key: Key::StripGps, name: "strip-gps", default: "off", help: "on: remove GPS tags from JPEG photos as they come in (guests who download them do not learn where they were taken)" },
     Setting { key: Key::StaticDir, name: "static-dir", default: "", help: "serve an edited copy of the page (index.html, app.js, style.css) from this directory instead of the embedded one" },
     Setting { key: Key::Log, name: "log", default: "info", help: "log level: error, warn, info, debug, trace (RUST_LOG also works)" },
 ];
@@ -112,6 +114,7 @@ pub struct Config {
     pub resume_expiry: Duration,
     pub max_resumable: u64,
     pub hooks: HookConfig,
+    pub strip_gps: bool,
     pub static_dir: Option<PathBuf>,
     pub log: String,
 }
@@ -370,6 +373,15 @@ fn build(v: &Values) -> Result<Config, ConfigError> {
         resume_expiry: v.duration(Key::ResumeExpiry)?,
         max_resumable: v.count(Key::MaxResumable)? as u64,
         hooks: hook_config(v)?,
+        strip_gps: v.typed(
+            Key::StripGps,
+            |s| match s {
+                "on" => Some(true),
+                "off" => Some(false),
+                _ => None,
+            },
+            "expected on or off",
+        )?,
         static_dir: v.path(Key::StaticDir),
         log: v.text(Key::Log).1.to_string(),
     })

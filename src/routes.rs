@@ -249,6 +249,10 @@ impl App {
             .opt_str("thumbnail_url", self.thumbnail_url(m).as_deref())
             .str("uploaded_at", &rfc3339(m.uploaded_time()))
             .raw(
+                "gps_stripped",
+                if m.gps_stripped { "true" } else { "false" },
+            )
+            .raw(
                 "fields",
                 &json::string_map(m.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
             )

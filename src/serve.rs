@@ -152,6 +152,7 @@ mod tests {
             sha256: String::new(),
             uploaded_at: 0,
             fields: vec![],
+            gps_stripped: false,
         }
     }
 

@@ -21,7 +21,7 @@ use super::is_stored_name;
 use super::meta::{decode_fields, encode_fields, Meta};
 
 /// The schema this pidrop writes and reads.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// SQLite's page cache, per connection.
 const CACHE_KIB: i64 = 256;
 /// Wait this long for a lock held by another process (`pidrop check` next to the service).
@@ -74,8 +74,14 @@ CREATE INDEX uploads_by_expiry ON uploads (expires_at);
 CREATE INDEX uploads_by_client ON uploads (client) WHERE done IS NULL;
 ";
 
+/// Schema 3: whether GPS tags were removed from a file as it came in (`--strip-gps`).
+const SCHEMA_3: &str = "
+ALTER TABLE files ADD COLUMN gps_stripped INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE uploads ADD COLUMN gps_stripped INTEGER NOT NULL DEFAULT 0;
+";
+
 /// Each schema version's steps, applied in order to a database at an older version.
-const MIGRATIONS: [(i64, &str); 2] = [(1, SCHEMA), (2, SCHEMA_2)];
+const MIGRATIONS: [(i64, &str); 3] = [(1, SCHEMA), (2, SCHEMA_2), (3, SCHEMA_3)];
 
 /// Why the catalogue cannot be used.
 #[derive(Debug)]
@@ -206,7 +212,7 @@ impl Catalogue {
         let mut added = 0;
         {
             let mut st = tx.prepare(&format!(
-                "{verb} INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                "{verb} INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
             ))?;
             for m in metas {
                 added += st.execute(params![
@@ -216,7 +222,8 @@ impl Catalogue {
                     m.mime,
                     m.sha256,
                     to_i64(m.uploaded_at),
-                    encode_fields(&m.fields)
+                    encode_fields(&m.fields),
+                    m.gps_stripped
                 ])?;
             }
         }
@@ -304,7 +311,7 @@ impl Catalogue {
     }
 }
 
-const COLUMNS: &str = "name, original_name, size, mime, sha256, uploaded_at, fields";
+const COLUMNS: &str = "name, original_name, size, mime, sha256, uploaded_at, fields, gps_stripped";
 
 fn row_to_meta(r: &rusqlite::Row<'_>) -> rusqlite::Result<Meta> {
     let size: i64 = r.get(2)?;
@@ -318,6 +325,7 @@ fn row_to_meta(r: &rusqlite::Row<'_>) -> rusqlite::Result<Meta> {
         sha256: r.get(4)?,
         uploaded_at: u128::try_from(at).unwrap_or(0),
         fields: decode_fields(&fields),
+        gps_stripped: r.get(7)?,
     })
 }
 
@@ -339,6 +347,7 @@ mod tests {
             sha256: String::new(),
             uploaded_at: at,
             fields: vec![("k".into(), "v\nline".into())],
+            gps_stripped: at.is_multiple_of(2),
         }
     }
 

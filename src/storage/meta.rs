@@ -16,6 +16,8 @@ pub struct Meta {
     /// Nanoseconds since the Unix epoch.
     pub uploaded_at: u128,
     pub fields: Vec<(String, String)>,
+    /// GPS tags were removed from the file as it came in (`--strip-gps`).
+    pub gps_stripped: bool,
 }
 
 impl Meta {
@@ -108,6 +110,7 @@ pub(super) fn decode_meta(name: &str, text: &str) -> Option<Meta> {
         sha256: String::new(),
         uploaded_at: 0,
         fields: Vec::new(),
+        gps_stripped: false,
     };
     let mut complete = false;
     for line in lines {
@@ -143,6 +146,7 @@ mod tests {
                 ("user_id".into(), "12345".into()),
                 ("note".into(), "a\tb\nc".into()),
             ],
+            gps_stripped: false,
         };
         let text = encode_meta(&m);
         assert_eq!(decode_meta(&m.name, &text), Some(m.clone()));

@@ -82,6 +82,7 @@ fn known_from_blob(blob: BlobInfo) -> Meta {
             .unwrap_or_default()
             .as_nanos(),
         fields: Vec::new(),
+        gps_stripped: false,
         name: blob.name,
     }
 }

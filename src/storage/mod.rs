@@ -407,6 +407,7 @@ impl Store {
             sha256: sha256.unwrap_or_default(),
             uploaded_at,
             fields: Vec::new(),
+            gps_stripped: false,
         };
         Ok(Staged { temp, meta })
     }

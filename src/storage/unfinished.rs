@@ -36,10 +36,12 @@ pub struct Unfinished {
     pub expires_at: u64,
     /// The stored name, once finished.
     pub done: Option<String>,
+    /// GPS tags were removed from its head (`--strip-gps`).
+    pub gps_stripped: bool,
 }
 
-const COLUMNS: &str =
-    "id, length, offset, original_name, metadata, fields, held, mime, client, expires_at, done";
+const COLUMNS: &str = "id, length, offset, original_name, metadata, fields, held, mime, client, \
+     expires_at, done, gps_stripped";
 
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -64,6 +66,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Unfinished> {
         client: r.get(8)?,
         expires_at: to_u64(r.get(9)?),
         done: r.get(10)?,
+        gps_stripped: r.get(11)?,
     })
 }
 
@@ -80,7 +83,7 @@ impl Catalogue {
     pub fn add_unfinished(&self, u: &Unfinished) -> Result<()> {
         let conn = self.conn();
         conn.execute(
-            &format!("INSERT INTO uploads ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+            &format!("INSERT INTO uploads ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
             params![
                 u.id,
                 u.length.map(to_i64),
@@ -92,7 +95,8 @@ impl Catalogue {
                 u.mime,
                 u.client,
                 to_i64(u.expires_at),
-                u.done
+                u.done,
+                u.gps_stripped
             ],
         )?;
         Ok(())
@@ -108,15 +112,16 @@ impl Catalogue {
     pub fn set_progress(&self, u: &Unfinished) -> Result<()> {
         let conn = self.conn();
         conn.execute(
-            "UPDATE uploads SET offset = ?2, held = ?3, mime = ?4, length = ?5, expires_at = ?6
-             WHERE id = ?1",
+            "UPDATE uploads SET offset = ?2, held = ?3, mime = ?4, length = ?5, expires_at = ?6,
+             gps_stripped = ?7 WHERE id = ?1",
             params![
                 u.id,
                 to_i64(u.offset),
                 u.held,
                 u.mime,
                 u.length.map(to_i64),
-                to_i64(u.expires_at)
+                to_i64(u.expires_at),
+                u.gps_stripped
             ],
         )?;
         Ok(())
@@ -193,6 +198,7 @@ mod tests {
             client: "127.0.0.1".into(),
             expires_at: 1_000,
             done: None,
+            gps_stripped: false,
         };
         cat.add_unfinished(&u).expect("add");
         assert_eq!(cat.count_unfinished(None).expect("count"), 1);
@@ -200,6 +206,7 @@ mod tests {
         assert_eq!(cat.still_to_come().expect("sum"), 100);
         u.offset = 3;
         u.held = b"abc".to_vec();
+        u.gps_stripped = true;
         cat.set_progress(&u).expect("progress");
         assert_eq!(cat.unfinished(&u.id).expect("get"), Some(u.clone()));
         assert_eq!(cat.still_to_come().expect("sum"), 97);

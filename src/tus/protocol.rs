@@ -106,6 +106,7 @@ impl Tus {
             client: req.peer.ip().to_string(),
             expires_at: self.expires(),
             done: None,
+            gps_stripped: false,
         };
         self.store.reserve_standing(length.unwrap_or(0))?;
         if let Err(e) = self.store.catalogue().add_unfinished(&u) {

@@ -91,7 +91,7 @@ impl Tus {
         Ok(Ingest::begin(cfg, &self.store, u.original_name.clone())?
             .limit(u.length.unwrap_or(u64::MAX))
             .kept(&u.id, standing)
-            .resume(&u.held, temp, u.mime.clone()))
+            .resume(&u.held, temp, u.mime.clone(), u.gps_stripped))
     }
 
     /// Makes what arrived durable and records it as the upload's offset (keeping the hash
@@ -102,6 +102,7 @@ impl Tus {
             u.offset = file.size();
             u.held = file.held().to_vec();
             u.mime = file.mime().map(str::to_string);
+            u.gps_stripped = file.gps_stripped();
             if let Some(state) = file.suspend_digest().filter(|d| d.len == u.offset) {
                 self.keep_digest(&u.id, state);
             }

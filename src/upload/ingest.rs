@@ -7,6 +7,7 @@
 //! Nothing here knows where the bytes come from or where they go: the carrier feeds slices or
 //! pipes, the store's backend decides how they land.
 
+use super::gps;
 use crate::config::{Config, HookConfig};
 use crate::error::{AppError, UploadError};
 use crate::hooks::{self, Ran};
@@ -35,6 +36,9 @@ pub struct Ingest<'s> {
     kept: Option<String>,
     /// The resumable upload's standing reservation, lent to its blob while it is written.
     standing: u64,
+    /// `--strip-gps` and a JPEG by its name: GPS tags are removed from its head.
+    strip_gps: bool,
+    gps_stripped: bool,
 }
 
 impl<'s> Ingest<'s> {
@@ -46,6 +50,7 @@ impl<'s> Ingest<'s> {
         original: String,
     ) -> Result<Ingest<'s>, AppError> {
         let ext = validate::extension(&original);
+        let jpeg = matches!(ext.as_str(), "jpg" | "jpeg");
         if !cfg.allow.allows(&ext) {
             return Err(UploadError::TypeNotAllowed { extension: ext }.into());
         }
@@ -63,6 +68,8 @@ impl<'s> Ingest<'s> {
             expected: None,
             kept: None,
             standing: 0,
+            strip_gps: cfg.strip_gps && jpeg,
+            gps_stripped: false,
         })
     }
 
@@ -88,7 +95,14 @@ impl<'s> Ingest<'s> {
 
     /// Continues a resumable upload: `held` is what was taken before but not yet checked (the
     /// first bytes of a file still too short to check), `temp` its blob if it has one.
-    pub fn resume(mut self, held: &[u8], temp: Option<TempFile>, mime: Option<String>) -> Self {
+    pub fn resume(
+        mut self,
+        held: &[u8],
+        temp: Option<TempFile>,
+        mime: Option<String>,
+        gps_stripped: bool,
+    ) -> Self {
+        self.gps_stripped = gps_stripped;
         self.size = temp.as_ref().map_or(held.len() as u64, TempFile::size);
         self.sniff = held.to_vec();
         let standing = std::mem::take(&mut self.standing);
@@ -134,6 +148,11 @@ impl<'s> Ingest<'s> {
         }
     }
 
+    /// Whether GPS tags were removed from the head (so far, for a resumable upload).
+    pub fn gps_stripped(&self) -> bool {
+        self.gps_stripped
+    }
+
     /// The type the content check found, once it ran.
     pub fn mime(&self) -> Option<&str> {
         self.mime.as_deref()
@@ -159,13 +178,20 @@ impl<'s> Ingest<'s> {
     pub fn take(&mut self, mut data: &[u8], defer: bool) -> Result<usize, AppError> {
         self.count(data.len())?;
         if self.temp.is_none() {
-            let want = SNIFF_LEN.saturating_sub(self.sniff.len()).min(data.len());
+            // The first bytes are held for the check — and, to strip GPS tags, until the EXIF
+            // segment has been seen (`gps.rs`).
+            let cap = if self.strip_gps {
+                gps::HOLD_LIMIT
+            } else {
+                SNIFF_LEN
+            };
+            let want = cap.saturating_sub(self.sniff.len()).min(data.len());
             if self.sniff.capacity() == 0 {
                 self.sniff.reserve_exact(SNIFF_LEN);
             }
             self.sniff.extend_from_slice(&data[..want]);
             data = &data[want..];
-            if self.sniff.len() < SNIFF_LEN {
+            if self.sniff.len() < SNIFF_LEN || (self.strip_gps && gps::needs_more(&self.sniff)) {
                 return Ok(0);
             }
             self.open_checked()?;
@@ -194,7 +220,11 @@ impl<'s> Ingest<'s> {
 
     /// Checks the first bytes; only then is the blob created and they are written.
     fn open_checked(&mut self) -> Result<(), AppError> {
-        let mime = validate::check(self.allow, &self.ext, &self.sniff)?;
+        let head = &self.sniff[..self.sniff.len().min(SNIFF_LEN)];
+        let mime = validate::check(self.allow, &self.ext, head)?;
+        if self.strip_gps {
+            self.gps_stripped = gps::strip(&mut self.sniff);
+        }
         self.store.ensure_room(0)?;
         let expected = self.expected.map(|n| n.saturating_sub(self.size));
         let mut temp = match &self.kept {
@@ -232,7 +262,8 @@ impl<'s> Ingest<'s> {
             .mime
             .take()
             .unwrap_or_else(|| "application/octet-stream".to_string());
-        let staged = self.store.stage(temp, self.original, mime, &self.ext)?;
+        let mut staged = self.store.stage(temp, self.original, mime, &self.ext)?;
+        staged.meta.gps_stripped = self.gps_stripped;
         if let Some(argv) = &self.hooks.scan {
             scan(argv, self.hooks, &staged)?;
         }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::error::{AppError, MultipartError, UploadError};
+mod gps;
 mod ingest;
 mod tee;
 use crate::http::request::Body;
@@ -334,9 +335,14 @@ pub fn pump(
         d(&buf[..filled]);
     }
     file.take(&buf[..filled], false)?;
-    let splice = digest.is_none() && file.validated() && worth_splicing(store, body.remaining());
-    let pipe = if splice { Pipe::new().ok() } else { None };
+    let splice = digest.is_none() && worth_splicing(store, body.remaining());
+    let mut pipe = None;
     loop {
+        // Once the head is dealt with (checked; with --strip-gps, its EXIF seen), the rest
+        // may bypass user space.
+        if splice && pipe.is_none() && file.validated() {
+            pipe = Pipe::new().ok();
+        }
         if let Some(pipe) = &pipe {
             match body
                 .splice_into(pipe, pipe.capacity())

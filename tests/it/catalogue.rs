@@ -237,7 +237,7 @@ fn a_file_whose_row_lands_during_the_grace_period_is_kept() {
     let db = rusqlite::Connection::open(srv.dir.join(".pidrop/catalogue.sqlite")).expect("db");
     db.busy_timeout(Duration::from_secs(5)).expect("busy");
     db.execute(
-        "INSERT INTO files VALUES (?1, 'late.txt', 8, 'text/plain', '', 1, '')",
+        "INSERT INTO files (name, original_name, size, mime, sha256, uploaded_at, fields) VALUES (?1, 'late.txt', 8, 'text/plain', '', 1, '')",
         [name],
     )
     .expect("row");

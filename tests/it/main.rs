@@ -8,6 +8,7 @@
 
 mod catalogue;
 mod conditional;
+mod gps;
 mod harness;
 mod hooks;
 mod hosts;
