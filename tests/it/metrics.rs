@@ -87,6 +87,7 @@ fn metrics_count_uploads_by_way_refusals_by_code_and_answers_by_class() {
     assert_eq!(value(&text, "pidrop_catalogue_files"), 4);
     assert_eq!(value(&text, "pidrop_catalogue_bytes"), 15);
     assert!(value(&text, "pidrop_request_duration_seconds_count") >= 7);
-    assert_eq!(value(&text, "pidrop_busy_workers"), 1, "the scrape itself");
+    // The scrape itself, and perhaps a worker still closing an earlier connection.
+    assert!(value(&text, "pidrop_busy_workers") >= 1);
     assert!(value(&text, "pidrop_free_bytes") > 0);
 }
