@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`--strip-gps` checked with exiftool (Debian's libimage-exiftool-perl): a photo made here
 (examples/make_jpeg) is given phone-style EXIF with exiftool (make, model, time, GPS position),
-uploaded by PUT and by tus in 1 KiB PATCHes, downloaded, and read back with exiftool: no GPS tag
+uploaded by PUT, by a multipart POST (a large one, on the splice path) and by tus in 1 KiB
+PATCHes, downloaded, and read back with exiftool: no GPS tag
 remains, every other tag is the same, and every byte after the EXIF segment (the image data) is
 unchanged. Without `--strip-gps` the position stays. Prints `exiftool: N passed, N failed`.
 
@@ -41,9 +42,9 @@ def after_exif(data):
     raise AssertionError("no EXIF segment")
 
 
-def photo(work, make_jpeg):
+def photo(work, make_jpeg, size=("640", "480")):
     path = os.path.join(work, "IMG_20260701.jpg")
-    subprocess.run([make_jpeg, "640", "480", path], check=True)
+    subprocess.run([make_jpeg, *size, path], check=True)
     subprocess.run(["exiftool", "-q", "-overwrite_original", *PHONE_TAGS, path], check=True)
     before = tags(path)
     assert any(k.startswith("GPS:") for k in before), f"the test photo has no GPS: {before}"
@@ -92,6 +93,20 @@ def put_strips_gps_and_keeps_the_rest(base, work, make_jpeg):
     put_photo(base, work, make_jpeg, True)
 
 
+def multipart_of_a_large_photo_strips_gps_too(base, work, make_jpeg):
+    # Past 256 KiB a multipart body takes the tee/splice path: the head must still be held.
+    original = photo(work, make_jpeg, ("3000", "2000"))
+    with open(original, "rb") as f:
+        data = f.read()
+    assert len(data) > 256 << 10, len(data)
+    b = "exiftoolcheckboundary"
+    body = (f"--{b}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"big.jpg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{b}--\r\n".encode()
+    _, _, answer = call("POST", f"{base}/upload", body, {"Content-Type": f"multipart/form-data; boundary={b}",
+                                                          "Accept": "application/json"})
+    check_stored(base, work, original, json.loads(answer)["files"][0], True)
+
+
 def tus_in_1_kib_patches_strips_gps_too(base, work, make_jpeg):
     original = photo(work, make_jpeg)
     with open(original, "rb") as f:
@@ -117,8 +132,9 @@ def main():
             put_photo(base, work, make_jpeg, False)
 
     with pidrop(binary, "--strip-gps", "on") as (base, work):
-        run_checks("exiftool", [put_strips_gps_and_keeps_the_rest, tus_in_1_kib_patches_strips_gps_too,
-                                without_the_flag_gps_stays], base, work, make_jpeg)
+        run_checks("exiftool", [put_strips_gps_and_keeps_the_rest, multipart_of_a_large_photo_strips_gps_too,
+                                tus_in_1_kib_patches_strips_gps_too, without_the_flag_gps_stays],
+                   base, work, make_jpeg)
 
 
 if __name__ == "__main__":
