@@ -398,6 +398,37 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_1_catalogue_is_brought_up_to_date_keeping_its_rows() {
+        let dir = scratch("v1");
+        let path = dir.join("c.sqlite");
+        {
+            let c = Connection::open(&path).expect("sqlite");
+            c.execute_batch(SCHEMA).expect("schema 1");
+            c.execute(
+                "INSERT INTO files (name, original_name, size, mime, sha256, uploaded_at, fields)
+                 VALUES ('0123456789abcdef0123456789abcdef.txt', 'a.txt', 3, 'text/plain', '', 7, '')",
+                [],
+            )
+            .expect("a 0.1-era row");
+            c.pragma_update(None, "user_version", 1).expect("version");
+        }
+        let cat = Catalogue::open(&path).expect("migrated");
+        let m = cat
+            .get("0123456789abcdef0123456789abcdef.txt")
+            .expect("get")
+            .expect("the row");
+        assert_eq!((m.original_name.as_str(), m.gps_stripped), ("a.txt", false));
+        assert_eq!(cat.totals().expect("totals"), (1, 3));
+        assert_eq!(cat.count_unfinished(None).expect("uploads table"), 0);
+        let version: i64 = cat
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn damaged_and_newer_databases_are_refused() {
         let dir = scratch("bad");
         let path = dir.join("c.sqlite");
