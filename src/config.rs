@@ -46,6 +46,8 @@ enum Key {
     OnDelete,
     HookTimeout,
     StripGps,
+    Users,
+    Anonymous,
     StaticDir,
     Log,
 }
@@ -91,6 +93,8 @@ const SETTINGS: &[Setting] = &[
     Setting { key: Key::OnDelete, name: "on-delete", default: "", help: "command run after each file is deleted, like --on-upload" },
     Setting { key: Key::HookTimeout, name: "hook-timeout", default: "60s", help: "longest an --on-upload or --on-delete run may take; then its process group is killed" },
     Setting { key: Key::StripGps, name: "strip-gps", default: "off", help: "on: remove GPS tags from JPEG photos as they come in (guests who download them do not learn where they were taken)" },
+    Setting { key: Key::Users, name: "users", default: "", help: "the accounts file (pidrop user …, pidrop token …); default: $CREDENTIALS_DIRECTORY/users under systemd's LoadCredential=, else .pidrop/users in --dir" },
+    Setting { key: Key::Anonymous, name: "anonymous", default: "admin", help: "what a caller without credentials may do: admin (everything, as before accounts), viewer (list and download), dropbox (upload only), none" },
     Setting { key: Key::StaticDir, name: "static-dir", default: "", help: "serve an edited copy of the page (index.html, app.js, style.css) from this directory instead of the embedded one" },
     Setting { key: Key::Log, name: "log", default: "info", help: "log level: error, warn, info, debug, trace (RUST_LOG also works)" },
 ];
@@ -115,6 +119,8 @@ pub struct Config {
     pub max_resumable: u64,
     pub hooks: HookConfig,
     pub strip_gps: bool,
+    pub users: Option<PathBuf>,
+    pub anonymous: crate::access::Anonymous,
     pub static_dir: Option<PathBuf>,
     pub log: String,
 }
@@ -373,6 +379,12 @@ fn build(v: &Values) -> Result<Config, ConfigError> {
         resume_expiry: v.duration(Key::ResumeExpiry)?,
         max_resumable: v.count(Key::MaxResumable)? as u64,
         hooks: hook_config(v)?,
+        users: v.path(Key::Users),
+        anonymous: v.typed(
+            Key::Anonymous,
+            crate::access::Anonymous::parse,
+            "expected admin, viewer, dropbox or none",
+        )?,
         strip_gps: v.typed(
             Key::StripGps,
             |s| match s {
@@ -482,6 +494,17 @@ pub fn parse_min_rate(s: &str) -> Option<MinRate> {
     let window = parse_duration(window)?;
     let bytes = u64::try_from(u128::from(rate) * window.as_millis() / 1000).ok()?;
     Some(MinRate { bytes, window })
+}
+
+/// `30d`, or anything `parse_duration` takes.
+pub fn parse_duration_days(s: &str) -> Option<Duration> {
+    match s.trim().strip_suffix('d') {
+        Some(days) if !days.is_empty() && days.bytes().all(|b| b.is_ascii_digit()) => {
+            let n: u64 = days.parse().ok()?;
+            Some(Duration::from_secs(n.checked_mul(86_400)?))
+        }
+        _ => parse_duration(s),
+    }
 }
 
 /// `10s`, `500ms`, `2m`, `24h`, or a plain number of seconds.

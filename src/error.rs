@@ -201,6 +201,14 @@ pub enum AppError {
     },
     /// A state-changing request from a foreign origin (CSRF).
     ForbiddenOrigin,
+    /// No credentials, or credentials that do not verify, for something that needs them (401).
+    Unauthorized,
+    /// A known caller whose role does not allow this (403).
+    Forbidden,
+    /// Too many failed logins from this address (or everywhere): 429 with `Retry-After`.
+    TooManyFailures {
+        retry_after: u64,
+    },
     /// A method pidrop does not implement anywhere (501).
     NotImplemented,
     /// A conditional request's precondition failed (412); nothing was done.
@@ -267,7 +275,9 @@ impl AppError {
             },
             AppError::NotFound => 404,
             AppError::MethodNotAllowed { .. } => 405,
-            AppError::ForbiddenOrigin => 403,
+            AppError::ForbiddenOrigin | AppError::Forbidden => 403,
+            AppError::Unauthorized => 401,
+            AppError::TooManyFailures { .. } => 429,
             AppError::NotImplemented => 501,
             AppError::PreconditionFailed => 412,
             AppError::BadQuery(_) => 400,
@@ -319,6 +329,9 @@ impl AppError {
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed { .. } => "method_not_allowed",
             AppError::ForbiddenOrigin => "forbidden_origin",
+            AppError::Unauthorized => "unauthorized",
+            AppError::Forbidden => "forbidden",
+            AppError::TooManyFailures { .. } => "too_many_failures",
             AppError::NotImplemented => "not_implemented",
             AppError::PreconditionFailed => "precondition_failed",
             AppError::BadQuery(_) => "bad_query",
@@ -475,6 +488,15 @@ impl fmt::Display for AppError {
             AppError::MethodNotAllowed { allow } => {
                 write!(f, "this method is not allowed here (allowed: {allow})")
             }
+            AppError::Unauthorized => write!(
+                f,
+                "this needs an account: log in (curl -u NAME, or Authorization: Bearer TOKEN)"
+            ),
+            AppError::Forbidden => write!(f, "your account's role does not allow this"),
+            AppError::TooManyFailures { retry_after } => write!(
+                f,
+                "too many failed logins from this address; try again in {retry_after} s"
+            ),
             AppError::ForbiddenOrigin => {
                 write!(
                     f,

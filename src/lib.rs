@@ -6,6 +6,7 @@
 //! checks via `validate`) or `tus` (resumable uploads, through the same `Ingest`) → `storage`
 //! (the catalogue and the blob backend) or `serve` (downloads).
 
+pub mod access;
 pub mod after_commit;
 pub mod announce;
 pub mod assets;

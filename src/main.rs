@@ -15,7 +15,11 @@ use config::Command;
 use routes::App;
 
 fn main() -> ExitCode {
-    let cmd = match config::parse(std::env::args().skip(1), |k| std::env::var(k).ok()) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(args.first().map(String::as_str), Some("user" | "token")) {
+        return ExitCode::from(pidrop::access::cli::run(args));
+    }
+    let cmd = match config::parse(args, |k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("pidrop: {e}");
@@ -72,6 +76,9 @@ fn run(cfg: config::Config) -> Result<(), String> {
     let store_for_check = store.clone();
     let tus = Arc::new(pidrop::tus::Tus::new(&cfg, store.clone()));
     let load = Arc::new(http::Load::default());
+    let users = pidrop::access::cli::users_file(&cfg);
+    let access = pidrop::access::Access::open(&users, cfg.anonymous)
+        .map_err(|e| format!("cannot use the accounts file: {e}"))?;
     spawn_sweeper(tus.clone())?;
     let app = Arc::new(App {
         hosts: pidrop::hosts::Hosts::new(&cfg.hosts),
@@ -84,6 +91,7 @@ fn run(cfg: config::Config) -> Result<(), String> {
         after_commit,
         tus,
         metrics: pidrop::metrics::Metrics::default(),
+        access,
         load: load.clone(),
     });
     let stop = Arc::new(AtomicBool::new(false));

@@ -31,6 +31,8 @@ pub struct App {
     pub after_commit: crate::after_commit::AfterCommit,
     /// Resumable uploads (`/tus`).
     pub tus: std::sync::Arc<crate::tus::Tus>,
+    /// Who the caller is and what it may do.
+    pub access: crate::access::Access,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// The server core's load, for `/metrics`.
@@ -50,6 +52,13 @@ impl Service for App {
             }
         };
         self.metrics.answered(r.status, r.code, started.elapsed());
+        let mut r = r;
+        if r.status == 401 && may_challenge(req) {
+            r.set_header(
+                "WWW-Authenticate",
+                "Basic realm=\"pidrop\", charset=\"UTF-8\"",
+            );
+        }
         r
     }
 
@@ -69,6 +78,32 @@ fn error_fields(o: Obj, e: &AppError) -> Obj {
     }
 }
 
+/// What a request needs to be allowed to do, if anything: the page, its assets, `/config` and
+/// `/healthz` are open; OPTIONS (CORS preflight, tus discovery) too.
+fn required(method: &str, path: &str) -> Option<crate::access::Action> {
+    use crate::access::Action;
+    let read = method == "GET" || method == "HEAD";
+    if method == "OPTIONS" {
+        return None;
+    }
+    Some(match path {
+        "/tus" | "/upload" => Action::Upload,
+        p if p.starts_with("/tus/") || p.starts_with("/upload/") => Action::Upload,
+        "/files" | "/files/" => Action::List,
+        p if p.starts_with("/files/") && read => Action::Download,
+        p if p.starts_with("/files/") => Action::Delete,
+        p if p.starts_with("/thumbnails/") => Action::Download,
+        "/metrics" => Action::Metrics,
+        _ => return None,
+    })
+}
+
+/// Whether a 401 may carry a Basic challenge: not for the page's own requests (`fetch`/XHR say
+/// `Sec-Fetch-Dest: empty`), where the browser would pop up its own password dialog.
+fn may_challenge(req: &Request<'_>) -> bool {
+    matches!(req.header("sec-fetch-dest"), None | Some("document"))
+}
+
 /// The one mapping from an error to what the client sees: JSON with a code and a sentence.
 pub fn error_response(e: &AppError) -> Response {
     let inner = error_fields(Obj::new(), e);
@@ -80,6 +115,9 @@ pub fn error_response(e: &AppError) -> Response {
     }
     if matches!(e, AppError::Busy) {
         r.set_header("Retry-After", "1");
+    }
+    if let AppError::TooManyFailures { retry_after } = e {
+        r.set_header("Retry-After", retry_after.to_string());
     }
     if matches!(e, AppError::Http(_)) {
         r.close = true;
@@ -108,6 +146,16 @@ impl App {
         }
         if method == "OPTIONS" && path == "*" {
             return Ok(Response::new(200).header("Allow", KNOWN_METHODS.join(", ")));
+        }
+        // Who may do what: decided here, once, before any handler runs.
+        if let Some(action) = required(&method, &path) {
+            if let Err(e) = self.access.check(req, action) {
+                let mut r = error_response(&e);
+                if path == "/tus" || path.starts_with("/tus/") {
+                    r.set_header("Tus-Resumable", crate::tus::VERSION);
+                }
+                return Ok(r);
+            }
         }
         if let Some(name) = assets::root_alias(&path).filter(|_| read) {
             return self.asset(name, req);

@@ -18,6 +18,26 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
+/// One line from the terminal on stdin, not echoed (a password prompt).
+pub fn read_line_without_echo() -> io::Result<String> {
+    let fd = libc::STDIN_FILENO;
+    // SAFETY: `t` is a properly sized out-parameter for tcgetattr on a valid descriptor.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    if unsafe { libc::tcgetattr(fd, &mut t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let saved = t;
+    t.c_lflag &= !libc::ECHO;
+    // SAFETY: `t` came from tcgetattr and only its echo flag changed.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &t) };
+    let mut line = String::new();
+    let read = io::stdin().read_line(&mut line);
+    // SAFETY: restores the settings read above.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    read?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
 /// SIGKILL to every process of the group `pgid` (a hook started as a group leader, and
 /// whatever it started).
 pub fn kill_process_group(pgid: u32) {

@@ -120,7 +120,12 @@ static URANDOM: std::sync::OnceLock<File> = std::sync::OnceLock::new();
 
 /// 128 bits from the OS as 32 hex characters (never from a predictable generator).
 pub fn random_hex() -> io::Result<String> {
-    let mut bytes = [0u8; 16];
+    Ok(hex(&random_bytes::<16>()?))
+}
+
+/// `N` bytes from the OS's random source (`/dev/urandom`, opened once).
+pub fn random_bytes<const N: usize>() -> io::Result<[u8; N]> {
+    let mut bytes = [0u8; N];
     let urandom = match URANDOM.get() {
         Some(f) => f,
         None => {
@@ -130,7 +135,7 @@ pub fn random_hex() -> io::Result<String> {
     };
     let mut reader: &File = urandom;
     reader.read_exact(&mut bytes)?;
-    Ok(hex(&bytes))
+    Ok(bytes)
 }
 
 /// Bytes as lowercase hex: stored names and sha256 digests.

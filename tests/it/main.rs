@@ -6,6 +6,7 @@
     reason = "test data generators truncate on purpose; sizes here are small"
 )]
 
+mod access;
 mod catalogue;
 mod conditional;
 mod gps;

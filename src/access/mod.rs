@@ -1,0 +1,363 @@
+//! Who the caller is and what it may do: the one place between the HTTP core and the routes
+//! that decides. Accounts (passwords) and bearer tokens live in the accounts file
+//! (`accounts.rs`); a request names one with `Authorization: Basic …` (`curl -u`) or
+//! `Authorization: Bearer …`; without credentials it gets what `--anonymous` gives.
+//!
+//! The file is looked at (one `stat`) on every authenticated request and read again when it
+//! changed, so `pidrop user remove` or `pidrop token revoke` takes effect at once. A verified
+//! Basic credential is remembered for `CACHE_FOR` (keyed by the SHA-256 of the header, tied to
+//! the file's version), so `curl -u` in a loop does not run argon2 for every request.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::AppError;
+use crate::http::Request;
+
+pub mod accounts;
+pub mod cli;
+pub mod password;
+mod throttle;
+
+use accounts::Accounts;
+
+/// How long a verified password is remembered.
+const CACHE_FOR: Duration = Duration::from_secs(300);
+/// Remembered credentials, at most.
+const CACHE_MAX: usize = 256;
+
+/// What an account may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Member,
+    Uploader,
+    Viewer,
+}
+
+/// What a request does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Upload,
+    List,
+    Download,
+    Delete,
+    Metrics,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "admin" => Role::Admin,
+            "member" => Role::Member,
+            "uploader" => Role::Uploader,
+            "viewer" => Role::Viewer,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Member => "member",
+            Role::Uploader => "uploader",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// The roles table (README, "Accounts and access"). Deleting one's own uploads (members,
+    /// uploaders) needs ownership, which is not recorded yet: only admins delete for now.
+    pub fn may(self, action: Action) -> bool {
+        use Action::*;
+        match self {
+            Role::Admin => true,
+            Role::Member => matches!(action, Upload | List | Download),
+            Role::Uploader => matches!(action, Upload),
+            Role::Viewer => matches!(action, List | Download),
+        }
+    }
+}
+
+/// What a caller without credentials may do (`--anonymous`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Anonymous {
+    /// Upload only.
+    Dropbox,
+    /// List and download.
+    Viewer,
+    /// Nothing.
+    None,
+    /// Everything (pidrop 0.1's behaviour).
+    Admin,
+}
+
+impl Anonymous {
+    pub fn parse(s: &str) -> Option<Anonymous> {
+        Some(match s {
+            "dropbox" => Anonymous::Dropbox,
+            "viewer" => Anonymous::Viewer,
+            "none" => Anonymous::None,
+            "admin" => Anonymous::Admin,
+            _ => return None,
+        })
+    }
+
+    fn may(self, action: Action) -> bool {
+        match self {
+            Anonymous::Dropbox => action == Action::Upload,
+            Anonymous::Viewer => Role::Viewer.may(action),
+            Anonymous::None => false,
+            Anonymous::Admin => true,
+        }
+    }
+}
+
+/// Who made a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    Anonymous,
+    Account { name: String, role: Role },
+}
+
+/// The accounts file as last read.
+struct Loaded {
+    accounts: Accounts,
+    modified: Stamp,
+    /// Bumped on every read: remembered credentials of an older version are not used.
+    version: u64,
+}
+
+pub struct Access {
+    path: PathBuf,
+    anonymous: Anonymous,
+    loaded: Mutex<Loaded>,
+    cache: Mutex<HashMap<[u8; 32], (Caller, u64, Instant)>>,
+    throttle: throttle::Throttle,
+}
+
+/// What tells a changed accounts file: its inode (a rewrite is a new one), size and time.
+type Stamp = Option<(u64, u64, SystemTime)>;
+
+fn modified(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.len(), m.modified().ok()?))
+}
+
+impl Access {
+    /// Reads the accounts file (none yet is fine); one that cannot be read stops start-up.
+    pub fn open(path: &Path, anonymous: Anonymous) -> Result<Access, String> {
+        let accounts = Accounts::load(path)?;
+        Ok(Access {
+            path: path.to_path_buf(),
+            anonymous,
+            loaded: Mutex::new(Loaded {
+                accounts,
+                modified: modified(path),
+                version: 0,
+            }),
+            cache: Mutex::new(HashMap::new()),
+            throttle: throttle::Throttle::default(),
+        })
+    }
+
+    /// The accounts now, read again if the file changed (a damaged edit keeps the last good
+    /// version, logged).
+    fn current(&self) -> (Accounts, u64) {
+        let mut l = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = modified(&self.path);
+        if now != l.modified {
+            l.modified = now;
+            match Accounts::load(&self.path) {
+                Ok(a) => {
+                    l.accounts = a;
+                    l.version += 1;
+                }
+                Err(e) => log::error!("accounts file not reloaded, keeping the last good one: {e}"),
+            }
+        }
+        (l.accounts.clone(), l.version)
+    }
+
+    /// Who sent `req`: 401 for credentials that do not verify (or an unknown scheme), 429
+    /// while its address (or everyone) is throttled for failing too often.
+    pub fn caller(&self, req: &Request<'_>) -> Result<Caller, AppError> {
+        let Some(header) = req.header("authorization") else {
+            return Ok(Caller::Anonymous);
+        };
+        let ip = req.peer.ip();
+        if let Some(wait) = self.throttle.wait(ip) {
+            return Err(AppError::TooManyFailures {
+                retry_after: wait.as_secs().max(1),
+            });
+        }
+        let (accounts, version) = self.current();
+        let who = match parse_authorization(header) {
+            Some(Credentials::Bearer(token)) => bearer(&accounts, token),
+            Some(Credentials::Basic { name, password }) => {
+                self.basic(&accounts, version, header, &name, &password)
+            }
+            None => Err(AppError::Unauthorized),
+        };
+        match &who {
+            Ok(_) => self.throttle.succeeded(ip),
+            Err(_) => self.throttle.failed(ip),
+        }
+        who
+    }
+
+    fn basic(
+        &self,
+        accounts: &Accounts,
+        version: u64,
+        header: &str,
+        name: &str,
+        password: &str,
+    ) -> Result<Caller, AppError> {
+        let key: [u8; 32] = Sha256::digest(header.as_bytes()).into();
+        {
+            let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((who, v, at)) = cache.get(&key) {
+                if *v == version && at.elapsed() < CACHE_FOR {
+                    return Ok(who.clone());
+                }
+            }
+        }
+        let Some(user) = accounts.users.iter().find(|u| u.name == name) else {
+            password::verify_nobody(password);
+            return Err(AppError::Unauthorized);
+        };
+        if !password::verify(password, &user.hash) {
+            return Err(AppError::Unauthorized);
+        }
+        let who = Caller::Account {
+            name: user.name.clone(),
+            role: user.role,
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, (who.clone(), version, Instant::now()));
+        Ok(who)
+    }
+
+    /// Whether `req` may do `action`: the caller, or 401 (no or bad credentials) / 403.
+    pub fn check(&self, req: &Request<'_>, action: Action) -> Result<Caller, AppError> {
+        let who = self.caller(req)?;
+        let allowed = match &who {
+            Caller::Anonymous => self.anonymous.may(action),
+            Caller::Account { role, .. } => role.may(action),
+        };
+        match (allowed, &who) {
+            (true, _) => Ok(who),
+            (false, Caller::Anonymous) => Err(AppError::Unauthorized),
+            (false, Caller::Account { .. }) => Err(AppError::Forbidden),
+        }
+    }
+}
+
+/// What an `Authorization` header carries.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Credentials<'a> {
+    Basic { name: String, password: String },
+    Bearer(&'a str),
+}
+
+/// `Basic base64(name:password)` (RFC 7617; the name cannot hold a `:`) or `Bearer token`
+/// (RFC 6750); schemes are case-insensitive. Anything else, or bytes that are not UTF-8, is
+/// `None`. Bounded by the header's own size limit.
+pub fn parse_authorization(header: &str) -> Option<Credentials<'_>> {
+    let (scheme, value) = header.trim().split_once(' ')?;
+    let value = value.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return (!value.is_empty() && !value.contains(' ')).then_some(Credentials::Bearer(value));
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let text = String::from_utf8(crate::tus::headers::decode_base64(value)?).ok()?;
+    let (name, password) = text.split_once(':')?;
+    Some(Credentials::Basic {
+        name: name.to_string(),
+        password: password.to_string(),
+    })
+}
+
+/// A bearer token: its SHA-256 compared in constant time with every token's, unexpired.
+fn bearer(accounts: &Accounts, token: &str) -> Result<Caller, AppError> {
+    let digest = crate::storage::hex(&Sha256::digest(token.as_bytes()));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let mut found = None;
+    for t in &accounts.tokens {
+        if constant_time_eq(t.sha256.as_bytes(), digest.as_bytes())
+            && t.expires.is_none_or(|e| e > now)
+        {
+            found = Some(Caller::Account {
+                name: t.name.clone(),
+                role: t.role,
+            });
+        }
+    }
+    found.ok_or(AppError::Unauthorized)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_roles_table() {
+        use Action::*;
+        let table = [
+            (Role::Admin, [true, true, true, true, true]),
+            (Role::Member, [true, true, true, false, false]),
+            (Role::Uploader, [true, false, false, false, false]),
+            (Role::Viewer, [false, true, true, false, false]),
+        ];
+        for (role, row) in table {
+            for (action, allowed) in [Upload, List, Download, Delete, Metrics]
+                .into_iter()
+                .zip(row)
+            {
+                assert_eq!(role.may(action), allowed, "{role:?} {action:?}");
+            }
+        }
+        assert!(Anonymous::Dropbox.may(Upload) && !Anonymous::Dropbox.may(List));
+        assert!(!Anonymous::None.may(Download));
+        assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd"));
+        let basic = |s: &str| format!("Basic {}", crate::tus::headers::encode_base64(s.as_bytes()));
+        assert_eq!(
+            parse_authorization(&basic("ada:pa:ss word")),
+            Some(Credentials::Basic {
+                name: "ada".into(),
+                password: "pa:ss word".into()
+            })
+        );
+        assert_eq!(
+            parse_authorization("bearer  abc "),
+            Some(Credentials::Bearer("abc"))
+        );
+        for bad in [
+            "Basic",
+            "Basic !!",
+            &basic("no colon"),
+            "Bearer a b",
+            "Digest x",
+            "",
+        ] {
+            assert_eq!(parse_authorization(bad), None, "{bad}");
+        }
+    }
+}
