@@ -11,13 +11,14 @@ Usage: tests/redbot/check.py PATH_TO_PIDROP_BINARY
 """
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import urllib.request
 import zlib
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from checker import pidrop, run_checks  # noqa: E402
 
 # Notes that are facts about pidrop's design, not defects: a listing must not be cached.
 ACCEPTED = {"NO_STORE"}
@@ -43,36 +44,27 @@ def notes(url):
     return [m for e in har["log"]["entries"] for m in e.get("_red_messages", [])]
 
 
+def lint(base, path):
+    """One URL through REDbot: no WARN or BAD note but the accepted ones."""
+    bad = [m for m in notes(base + path)
+           if m["level"] in ("WARN", "BAD") and m["note_id"] not in ACCEPTED]
+    assert not bad, "; ".join(f"{m['level']} {m['note_id']}: {m['summary']}" for m in bad)
+
+
 def main():
-    binary = sys.argv[1]
-    work = tempfile.mkdtemp(prefix="pidrop-redbot-")
-    proc = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--dir", os.path.join(work, "up"),
-                             "--min-free", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        base = proc.stdout.readline().decode().split()[-1]
+    with pidrop(sys.argv[1]) as (base, _work):
         text = put(base, "notes.txt", "Grüße\n".encode() * 300)
         photo = put(base, "photo.png", png())
         urls = ["/", "/static/app.js", "/static/style.css", text["url"], "/files?limit=5"]
         if photo.get("thumbnail_url"):
             urls.append(photo["thumbnail_url"])
-        passed = failed = 0
+        checks = []
         for path in urls:
-            bad = [m for m in notes(base + path)
-                   if m["level"] in ("WARN", "BAD") and m["note_id"] not in ACCEPTED]
-            if bad:
-                failed += 1
-                for m in bad:
-                    print(f"FAIL {path}: {m['level']} {m['note_id']}: {m['summary']}")
-            else:
-                passed += 1
-                print(f"ok   {path}")
-        print(f"redbot: {passed} passed, {failed} failed")
-        return 1 if failed else 0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(work, ignore_errors=True)
+            check = (lambda p: lambda: lint(base, p))(path)
+            check.__name__ = path
+            checks.append(check)
+        run_checks("redbot", checks)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
