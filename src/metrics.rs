@@ -48,6 +48,7 @@ pub struct Gauges {
     pub after_commit_waiting: u64,
     pub after_commit_dropped: u64,
     pub hook_failures: u64,
+    pub thumbnail_failures: u64,
 }
 
 impl Metrics {
@@ -165,7 +166,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 fn gauges(out: &mut String, g: &Gauges) {
-    let rows: [(&str, &str, &str, u64); 10] = [
+    let rows: [(&str, &str, &str, u64); 11] = [
         (
             "pidrop_busy_workers",
             "gauge",
@@ -226,6 +227,12 @@ fn gauges(out: &mut String, g: &Gauges) {
             "Upload and delete hook runs that failed or timed out.",
             g.hook_failures,
         ),
+        (
+            "pidrop_thumbnail_failures_total",
+            "counter",
+            "Images that got no thumbnail (undecodable, too large, a decoder panic).",
+            g.thumbnail_failures,
+        ),
     ];
     for (name, kind, help, v) in rows {
         family(out, name, kind, help);
@@ -255,6 +262,7 @@ mod tests {
             after_commit_waiting: 0,
             after_commit_dropped: 0,
             hook_failures: 0,
+            thumbnail_failures: 0,
         };
         let text = m.render(&g);
         assert!(

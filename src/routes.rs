@@ -344,6 +344,10 @@ impl App {
             after_commit_waiting: self.after_commit.waiting(),
             after_commit_dropped: self.after_commit.dropped(),
             hook_failures: crate::hooks::failures(),
+            #[cfg(feature = "thumbnails")]
+            thumbnail_failures: crate::thumbs::failures(),
+            #[cfg(not(feature = "thumbnails"))]
+            thumbnail_failures: 0,
         };
         let text = self.metrics.render(&g);
         Response::with_body(

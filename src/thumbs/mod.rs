@@ -176,6 +176,7 @@ impl Thumbs {
         match made {
             Ok(bytes) => self.write(src, name, &bytes).ok_or(NoThumb::Never),
             Err(e) => {
+                FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 log::info!("no thumbnail for {name}: {e}");
                 let _ = File::create(self.dir.join(format!("{name}.none")));
                 if let Ok(mut f) = self.failed.lock() {
@@ -225,6 +226,14 @@ impl Thumbs {
             f.remove(name);
         }
     }
+}
+
+/// Images that got no thumbnail (undecodable, too large, a decoder panic), since start.
+static FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// For `/metrics`.
+pub fn failures() -> u64 {
+    FAILURES.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// `make`, except that debug builds (the integration tests' binary) obey

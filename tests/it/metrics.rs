@@ -91,3 +91,24 @@ fn metrics_count_uploads_by_way_refusals_by_code_and_answers_by_class() {
     assert!(value(&text, "pidrop_busy_workers") >= 1);
     assert!(value(&text, "pidrop_free_bytes") > 0);
 }
+
+/// An image that cannot be thumbnailed is counted.
+#[cfg(feature = "thumbnails")]
+#[test]
+fn thumbnail_failures_are_counted() {
+    let srv = Server::start(&[]);
+    let broken = crate::harness::png(2000); // a PNG signature, then noise
+    assert_eq!(
+        request(srv.addr, "PUT", "/upload/broken.png", &[], &broken).status,
+        201
+    );
+    assert!(crate::harness::eventually(
+        std::time::Duration::from_secs(10),
+        || {
+            value(
+                &srv.get("/metrics").text(),
+                "pidrop_thumbnail_failures_total",
+            ) == 1
+        }
+    ));
+}
