@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::access::Caller;
 use crate::assets;
 use crate::config::Config;
 use crate::error::{AppError, UploadError};
@@ -91,7 +92,7 @@ fn required(method: &str, path: &str) -> Option<crate::access::Action> {
         p if p.starts_with("/tus/") || p.starts_with("/upload/") => Action::Upload,
         "/files" | "/files/" => Action::List,
         p if p.starts_with("/files/") && read => Action::Download,
-        p if p.starts_with("/files/") => Action::Delete,
+        p if p.starts_with("/files/") => return None, // `Access::check_delete` in `file`
         p if p.starts_with("/thumbnails/") => Action::Download,
         "/metrics" => Action::Metrics,
         _ => return None,
@@ -147,21 +148,25 @@ impl App {
         if method == "OPTIONS" && path == "*" {
             return Ok(Response::new(200).header("Allow", KNOWN_METHODS.join(", ")));
         }
-        // Who may do what: decided here, once, before any handler runs.
-        if let Some(action) = required(&method, &path) {
-            if let Err(e) = self.access.check(req, action) {
+        // Who may do what: decided here, once, before any handler runs (a delete, which may
+        // also be allowed by a delete token or ownership, in `file`).
+        let caller = match required(&method, &path).map(|a| self.access.check(req, a)) {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
                 let mut r = error_response(&e);
                 if path == "/tus" || path.starts_with("/tus/") {
                     r.set_header("Tus-Resumable", crate::tus::VERSION);
                 }
                 return Ok(r);
             }
-        }
+            None => Caller::Anonymous,
+        };
+        let owner = caller.owner(req.peer.ip());
         if let Some(name) = assets::root_alias(&path).filter(|_| read) {
             return self.asset(name, req);
         }
         if path == "/tus" || path.starts_with("/tus/") {
-            return Ok(self.tus(req, path.strip_prefix("/tus/")));
+            return Ok(self.tus(req, path.strip_prefix("/tus/"), &owner));
         }
         match path.as_str() {
             "/" | "/index.html" if read => self.asset("index.html", req),
@@ -172,13 +177,13 @@ impl App {
             "/metrics" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
             "/config" if read => Ok(self.client_config()),
             "/healthz" | "/config" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
-            "/upload" if method == "POST" => self.post_upload(req),
+            "/upload" if method == "POST" => self.post_upload(req, &owner),
             "/upload" => Err(AppError::MethodNotAllowed { allow: "POST" }),
-            p if p.starts_with("/upload/") => self.put_upload(req, &p["/upload/".len()..]),
+            p if p.starts_with("/upload/") => self.put_upload(req, &p["/upload/".len()..], &owner),
             p if p.starts_with("/thumbnails/") && read => {
                 self.thumbnail(&p["/thumbnails/".len()..])
             }
-            "/files" | "/files/" if read => self.listing(req),
+            "/files" | "/files/" if read => self.listing(req, &caller),
             "/files" | "/files/" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
             p if p.starts_with("/files/") => self.file(req, &p["/files/".len()..]),
             _ => Err(AppError::NotFound),
@@ -187,7 +192,7 @@ impl App {
 
     /// `/tus`, `/tus/<id>`: resumable uploads. State-changing requests pass the Origin check
     /// first; the answer always carries the tus headers.
-    fn tus(&self, req: &mut Request<'_>, id: Option<&str>) -> Response {
+    fn tus(&self, req: &mut Request<'_>, id: Option<&str>, owner: &str) -> Response {
         let safe = matches!(req.method(), "GET" | "HEAD" | "OPTIONS");
         if !safe {
             if let Err(e) = self.check_origin(req) {
@@ -196,12 +201,13 @@ impl App {
                 return r;
             }
         }
-        let reply = self.tus.handle(&self.cfg, req, id);
-        if let Some(m) = reply.stored {
+        let reply = self.tus.handle(&self.cfg, req, id, owner);
+        if let Some((m, _token)) = reply.stored {
             self.stored(
                 Via::Tus,
                 &Outcome {
                     stored: vec![m],
+                    delete_tokens: vec![],
                     refused: vec![],
                     fields: vec![],
                 },
@@ -226,10 +232,10 @@ impl App {
     }
 
     /// `POST /upload`: a multipart form; JSON, or a page for a form posted without JavaScript.
-    fn post_upload(&self, req: &mut Request<'_>) -> Result<Response, AppError> {
+    fn post_upload(&self, req: &mut Request<'_>, owner: &str) -> Result<Response, AppError> {
         self.check_origin(req)?;
         let html = wants_html(req);
-        let outcome = upload::multipart(&self.cfg, &self.store, req)?;
+        let outcome = upload::multipart(&self.cfg, &self.store, req, owner)?;
         self.stored(Via::Multipart, &outcome);
         Ok(if html {
             outcome_page(&outcome)
@@ -239,7 +245,12 @@ impl App {
     }
 
     /// `PUT /upload/<name>`: the body is the file.
-    fn put_upload(&self, req: &mut Request<'_>, name: &str) -> Result<Response, AppError> {
+    fn put_upload(
+        &self,
+        req: &mut Request<'_>,
+        name: &str,
+        owner: &str,
+    ) -> Result<Response, AppError> {
         if req.method() != "PUT" {
             return Err(AppError::MethodNotAllowed { allow: "PUT" });
         }
@@ -247,10 +258,11 @@ impl App {
         if name.is_empty() || name.contains('/') {
             return Err(UploadError::BadName.into());
         }
-        let meta = upload::put(&self.cfg, &self.store, req, name)?;
+        let (meta, token) = upload::put(&self.cfg, &self.store, req, name, owner)?;
         let url = file_url(&meta);
         let out = Outcome {
             stored: vec![meta],
+            delete_tokens: vec![token],
             refused: vec![],
             fields: vec![],
         };
@@ -268,7 +280,9 @@ impl App {
             "GET" | "HEAD" => serve::file(&self.store, req, name),
             "DELETE" => {
                 self.check_origin(req)?;
-                let meta = self.store.get(name).ok_or(AppError::NotFound)?;
+                let meta = self.store.get(name);
+                self.access.check_delete(req, meta.as_deref())?;
+                let meta = meta.ok_or(AppError::NotFound)?;
                 serve::check_delete(req, &meta)?;
                 #[cfg(feature = "thumbnails")]
                 self.thumbs.remove(name);
@@ -285,10 +299,13 @@ impl App {
         }
     }
 
-    /// The JSON object of one stored file.
-    pub fn meta_json(&self, m: &Meta) -> String {
-        Obj::new()
-            .str("name", &m.name)
+    /// The JSON object of one stored file; its owner only for admins.
+    pub fn meta_json(&self, m: &Meta, admin: bool) -> String {
+        let o = match admin {
+            true => Obj::new().str("owner", &m.owner),
+            false => Obj::new(),
+        };
+        o.str("name", &m.name)
             .str("original_name", &m.original_name)
             .num("size", m.size)
             .str("type", &m.mime)
@@ -312,11 +329,16 @@ impl App {
             .refused
             .iter()
             .map(|(name, e)| error_fields(Obj::new().str("original_name", name), e).finish());
+        // The upload's answer is the one place a file's delete token is ever shown.
+        let files = o.stored.iter().enumerate().map(|(i, m)| {
+            let json = self.meta_json(m, false);
+            match o.delete_tokens.get(i) {
+                Some(t) => format!("{},\"delete_token\":\"{t}\"}}", &json[..json.len() - 1]),
+                None => json,
+            }
+        });
         let mut body = Obj::new()
-            .raw(
-                "files",
-                &json::array(o.stored.iter().map(|m| self.meta_json(m))),
-            )
+            .raw("files", &json::array(files))
             .raw("errors", &json::array(errors))
             .raw(
                 "fields",
@@ -446,7 +468,7 @@ impl App {
         }
     }
 
-    fn listing(&self, req: &Request<'_>) -> Result<Response, AppError> {
+    fn listing(&self, req: &Request<'_>, caller: &Caller) -> Result<Response, AppError> {
         let mut cursor = None;
         let mut limit = 100usize;
         for (k, v) in upload::query_fields(req.head.query.as_deref()) {
@@ -463,7 +485,7 @@ impl App {
         let body = Obj::new()
             .raw(
                 "files",
-                &json::array(page.iter().map(|m| self.meta_json(m))),
+                &json::array(page.iter().map(|m| self.meta_json(m, caller.is_admin()))),
             )
             .opt_str("next", next.as_deref())
             .finish();

@@ -153,6 +153,8 @@ mod tests {
             uploaded_at: 0,
             fields: vec![],
             gps_stripped: false,
+            owner: String::new(),
+            delete_key: String::new(),
         }
     }
 

@@ -225,8 +225,12 @@
         item.tries = 0;
       }
       localStorage.removeItem(keyOf(f));
+      const fileUrl = last.getResponseHeader('Pidrop-File-Url');
+      const deleteToken = last.getResponseHeader('Pidrop-Delete-Token');
+      // The file's delete token, shown once: kept so this browser can delete its own uploads.
+      if (fileUrl && deleteToken) localStorage.setItem('pidrop-del:' + fileUrl, deleteToken);
       active--;
-      finish(item, true, '', last.getResponseHeader('Pidrop-File-Url') || '#recent');
+      finish(item, true, '', fileUrl || '#recent');
       refreshRecent();
       pump();
     } catch (e) {
@@ -334,7 +338,10 @@
       del.type = 'button';
       del.setAttribute('aria-label', 'Delete ' + f.original_name);
       del.addEventListener('click', () => {
-        fetch(f.url, { method: 'DELETE' }).then(refreshRecent);
+        const token = localStorage.getItem('pidrop-del:' + f.url);
+        fetch(f.url, { method: 'DELETE', headers: token ? { 'X-Delete-Token': token } : {} })
+          .then((r) => { if (r.ok) localStorage.removeItem('pidrop-del:' + f.url); })
+          .then(refreshRecent);
       });
       const when = new Date(f.uploaded_at).toLocaleString();
       li.append(thumb, a, del, el('span', 'meta', size(f.size) + ' · ' + when));

@@ -120,7 +120,38 @@ impl Anonymous {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {
     Anonymous,
-    Account { name: String, role: Role },
+    /// An account (`token`: a bearer token's name, else a user's).
+    Account {
+        name: String,
+        role: Role,
+        token: bool,
+    },
+}
+
+impl Caller {
+    /// How a file it uploads records its owner: `user:NAME`, `token:NAME`, `anonymous:ADDRESS`.
+    pub fn owner(&self, peer: std::net::IpAddr) -> String {
+        match self {
+            Caller::Anonymous => format!("anonymous:{peer}"),
+            Caller::Account {
+                name, token: false, ..
+            } => format!("user:{name}"),
+            Caller::Account {
+                name, token: true, ..
+            } => format!("token:{name}"),
+        }
+    }
+
+    /// Whether it is an account with the admin role (sees owners, deletes anything).
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Caller::Account {
+                role: Role::Admin,
+                ..
+            }
+        )
+    }
 }
 
 /// The accounts file as last read.
@@ -237,6 +268,7 @@ impl Access {
         let who = Caller::Account {
             name: user.name.clone(),
             role: user.role,
+            token: false,
         };
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= CACHE_MAX {
@@ -244,6 +276,48 @@ impl Access {
         }
         cache.insert(key, (who.clone(), version, Instant::now()));
         Ok(who)
+    }
+
+    /// Whether `req` may delete the file `meta` (`None`: there is none — answered 404 by the
+    /// caller once allowed): an admin (or anyone under `--anonymous admin`); whoever holds its
+    /// delete token (`X-Delete-Token`); a member or uploader for a file it uploaded.
+    pub fn check_delete(
+        &self,
+        req: &Request<'_>,
+        meta: Option<&crate::storage::Meta>,
+    ) -> Result<(), AppError> {
+        let who = self.caller(req)?;
+        let allowed = match &who {
+            Caller::Anonymous => self.anonymous.may(Action::Delete),
+            Caller::Account { role, .. } => role.may(Action::Delete),
+        };
+        if allowed {
+            return Ok(());
+        }
+        if let Some(token) = req.header("x-delete-token") {
+            let meta = meta.ok_or(AppError::NotFound)?;
+            let key = crate::storage::sha256_hex(token.trim().as_bytes());
+            return match !meta.delete_key.is_empty()
+                && constant_time_eq(key.as_bytes(), meta.delete_key.as_bytes())
+            {
+                true => Ok(()),
+                false => Err(AppError::Forbidden),
+            };
+        }
+        match &who {
+            Caller::Account {
+                role: Role::Member | Role::Uploader,
+                ..
+            } => {
+                let meta = meta.ok_or(AppError::NotFound)?;
+                match meta.owner == who.owner(req.peer.ip()) {
+                    true => Ok(()),
+                    false => Err(AppError::Forbidden),
+                }
+            }
+            Caller::Anonymous => Err(AppError::Unauthorized),
+            Caller::Account { .. } => Err(AppError::Forbidden),
+        }
     }
 
     /// Whether `req` may do `action`: the caller, or 401 (no or bad credentials) / 403.
@@ -303,6 +377,7 @@ fn bearer(accounts: &Accounts, token: &str) -> Result<Caller, AppError> {
             found = Some(Caller::Account {
                 name: t.name.clone(),
                 role: t.role,
+                token: true,
             });
         }
     }

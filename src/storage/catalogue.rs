@@ -21,7 +21,7 @@ use super::is_stored_name;
 use super::meta::{decode_fields, encode_fields, Meta};
 
 /// The schema this pidrop writes and reads.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// SQLite's page cache, per connection.
 const CACHE_KIB: i64 = 256;
 /// Wait this long for a lock held by another process (`pidrop check` next to the service).
@@ -80,8 +80,15 @@ ALTER TABLE files ADD COLUMN gps_stripped INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE uploads ADD COLUMN gps_stripped INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Schema 4: who uploaded a file, and the hash of its delete token.
+const SCHEMA_4: &str = "
+ALTER TABLE files ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE files ADD COLUMN delete_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE uploads ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+";
+
 /// Each schema version's steps, applied in order to a database at an older version.
-const MIGRATIONS: [(i64, &str); 3] = [(1, SCHEMA), (2, SCHEMA_2), (3, SCHEMA_3)];
+const MIGRATIONS: [(i64, &str); 4] = [(1, SCHEMA), (2, SCHEMA_2), (3, SCHEMA_3), (4, SCHEMA_4)];
 
 /// Why the catalogue cannot be used.
 #[derive(Debug)]
@@ -212,7 +219,7 @@ impl Catalogue {
         let mut added = 0;
         {
             let mut st = tx.prepare(&format!(
-                "{verb} INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                "{verb} INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ))?;
             for m in metas {
                 added += st.execute(params![
@@ -223,7 +230,9 @@ impl Catalogue {
                     m.sha256,
                     to_i64(m.uploaded_at),
                     encode_fields(&m.fields),
-                    m.gps_stripped
+                    m.gps_stripped,
+                    m.owner,
+                    m.delete_key
                 ])?;
             }
         }
@@ -311,7 +320,9 @@ impl Catalogue {
     }
 }
 
-const COLUMNS: &str = "name, original_name, size, mime, sha256, uploaded_at, fields, gps_stripped";
+const COLUMNS: &str =
+    "name, original_name, size, mime, sha256, uploaded_at, fields, gps_stripped, \
+     owner, delete_key";
 
 fn row_to_meta(r: &rusqlite::Row<'_>) -> rusqlite::Result<Meta> {
     let size: i64 = r.get(2)?;
@@ -326,6 +337,8 @@ fn row_to_meta(r: &rusqlite::Row<'_>) -> rusqlite::Result<Meta> {
         uploaded_at: u128::try_from(at).unwrap_or(0),
         fields: decode_fields(&fields),
         gps_stripped: r.get(7)?,
+        owner: r.get(8)?,
+        delete_key: r.get(9)?,
     })
 }
 
@@ -348,6 +361,8 @@ mod tests {
             uploaded_at: at,
             fields: vec![("k".into(), "v\nline".into())],
             gps_stripped: at.is_multiple_of(2),
+            owner: String::new(),
+            delete_key: String::new(),
         }
     }
 

@@ -18,6 +18,11 @@ pub struct Meta {
     pub fields: Vec<(String, String)>,
     /// GPS tags were removed from the file as it came in (`--strip-gps`).
     pub gps_stripped: bool,
+    /// Who uploaded it: `user:NAME`, `token:NAME`, `anonymous:ADDRESS`; empty if not known
+    /// (uploaded before pidrop recorded owners).
+    pub owner: String,
+    /// SHA-256 (hex) of the delete token handed to the uploader; empty if none.
+    pub delete_key: String,
 }
 
 impl Meta {
@@ -111,6 +116,8 @@ pub(super) fn decode_meta(name: &str, text: &str) -> Option<Meta> {
         uploaded_at: 0,
         fields: Vec::new(),
         gps_stripped: false,
+        owner: String::new(),
+        delete_key: String::new(),
     };
     let mut complete = false;
     for line in lines {
@@ -147,6 +154,8 @@ mod tests {
                 ("note".into(), "a\tb\nc".into()),
             ],
             gps_stripped: false,
+            owner: String::new(),
+            delete_key: String::new(),
         };
         let text = encode_meta(&m);
         assert_eq!(decode_meta(&m.name, &text), Some(m.clone()));

@@ -83,6 +83,8 @@ fn known_from_blob(blob: BlobInfo) -> Meta {
             .as_nanos(),
         fields: Vec::new(),
         gps_stripped: false,
+        owner: String::new(),
+        delete_key: String::new(),
         name: blob.name,
     }
 }

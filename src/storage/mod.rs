@@ -106,6 +106,9 @@ impl Drop for TempFile {
 pub struct Staged {
     temp: TempFile,
     pub meta: Meta,
+    /// Handed to the uploader once (the upload's answer): whoever holds it may delete the
+    /// file. Only its SHA-256 is stored (`Meta::delete_key`).
+    pub delete_token: String,
 }
 
 impl Staged {
@@ -136,6 +139,12 @@ pub fn random_bytes<const N: usize>() -> io::Result<[u8; N]> {
     let mut reader: &File = urandom;
     reader.read_exact(&mut bytes)?;
     Ok(bytes)
+}
+
+/// The SHA-256 of `data`, as hex (delete tokens, bearer tokens: high-entropy secrets).
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(data))
 }
 
 /// Bytes as lowercase hex: stored names and sha256 digests.
@@ -413,8 +422,19 @@ impl Store {
             uploaded_at,
             fields: Vec::new(),
             gps_stripped: false,
+            owner: String::new(),
+            delete_key: String::new(),
         };
-        Ok(Staged { temp, meta })
+        let delete_token = random_hex().map_err(AppError::Storage)?;
+        let meta = Meta {
+            delete_key: sha256_hex(delete_token.as_bytes()),
+            ..meta
+        };
+        Ok(Staged {
+            temp,
+            meta,
+            delete_token,
+        })
     }
 
     /// Commits staged files: each blob placed under its name, the placing made durable, then

@@ -38,10 +38,12 @@ pub struct Unfinished {
     pub done: Option<String>,
     /// GPS tags were removed from its head (`--strip-gps`).
     pub gps_stripped: bool,
+    /// Who started it (the stored file's owner).
+    pub owner: String,
 }
 
 const COLUMNS: &str = "id, length, offset, original_name, metadata, fields, held, mime, client, \
-     expires_at, done, gps_stripped";
+     expires_at, done, gps_stripped, owner";
 
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -67,6 +69,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Unfinished> {
         expires_at: to_u64(r.get(9)?),
         done: r.get(10)?,
         gps_stripped: r.get(11)?,
+        owner: r.get(12)?,
     })
 }
 
@@ -83,7 +86,7 @@ impl Catalogue {
     pub fn add_unfinished(&self, u: &Unfinished) -> Result<()> {
         let conn = self.conn();
         conn.execute(
-            &format!("INSERT INTO uploads ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+            &format!("INSERT INTO uploads ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
             params![
                 u.id,
                 u.length.map(to_i64),
@@ -96,7 +99,8 @@ impl Catalogue {
                 u.client,
                 to_i64(u.expires_at),
                 u.done,
-                u.gps_stripped
+                u.gps_stripped,
+                u.owner
             ],
         )?;
         Ok(())
@@ -199,6 +203,7 @@ mod tests {
             expires_at: 1_000,
             done: None,
             gps_stripped: false,
+            owner: "user:ada".into(),
         };
         cat.add_unfinished(&u).expect("add");
         assert_eq!(cat.count_unfinished(None).expect("count"), 1);

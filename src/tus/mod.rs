@@ -45,10 +45,11 @@ pub struct Tus {
     digests: Mutex<HashMap<String, DigestState>>,
 }
 
-/// What a tus request did: the response, and the file it completed, if it did.
+/// What a tus request did: the response, and the file it completed (with its delete token),
+/// if it did.
 pub struct Reply {
     pub response: Response,
-    pub stored: Option<Arc<Meta>>,
+    pub stored: Option<(Arc<Meta>, String)>,
 }
 
 impl From<Response> for Reply {

@@ -23,13 +23,20 @@ const CORS_ALLOW_HEADERS: &str = "Tus-Resumable, Upload-Length, Upload-Metadata,
 /// Response headers such a page may read.
 const CORS_EXPOSE: &str = "Location, Upload-Offset, Upload-Length, Upload-Metadata, \
      Upload-Expires, Upload-Defer-Length, Tus-Resumable, Tus-Version, Tus-Extension, \
-     Tus-Max-Size, Tus-Checksum-Algorithm, Pidrop-File-Url";
+     Tus-Max-Size, Tus-Checksum-Algorithm, Pidrop-File-Url, Pidrop-Delete-Token";
 
 impl Tus {
     /// `/tus` (`id` None) and `/tus/<id>`. Every response, errors too, carries
     /// `Tus-Resumable` and, for a listed origin, its CORS headers.
-    pub fn handle(&self, cfg: &Config, req: &mut Request<'_>, id: Option<&str>) -> Reply {
-        let mut reply = match self.route(cfg, req, id) {
+    /// `owner` is who uploads (it owns the file once stored).
+    pub fn handle(
+        &self,
+        cfg: &Config,
+        req: &mut Request<'_>,
+        id: Option<&str>,
+        owner: &str,
+    ) -> Reply {
+        let mut reply = match self.route(cfg, req, id, owner) {
             Ok(r) => r,
             Err(e) => {
                 if e.status() >= 500 {
@@ -52,6 +59,7 @@ impl Tus {
         cfg: &Config,
         req: &mut Request<'_>,
         id: Option<&str>,
+        owner: &str,
     ) -> Result<Reply, AppError> {
         if req.method() == "OPTIONS" {
             return Ok(options(cfg, req).into());
@@ -65,7 +73,7 @@ impl Tus {
             (m, _) => m.to_string(),
         };
         let id = match id {
-            None if method == "POST" => return self.create(cfg, req),
+            None if method == "POST" => return self.create(cfg, req, owner),
             None => return Err(AppError::MethodNotAllowed { allow: ALLOW_ROOT }),
             Some(id) if is_upload_id(id) => id,
             Some(_) => return Err(AppError::NotFound),
@@ -80,7 +88,7 @@ impl Tus {
 
     /// POST /tus: a new upload, refused before anything is stored if its length, name or
     /// type would be; with a body (creation-with-upload), its first bytes too.
-    fn create(&self, cfg: &Config, req: &mut Request<'_>) -> Result<Reply, AppError> {
+    fn create(&self, cfg: &Config, req: &mut Request<'_>, owner: &str) -> Result<Reply, AppError> {
         let length = declared_length(req)?;
         if let Some(n) = length.filter(|n| *n > cfg.max_size) {
             let _ = n;
@@ -107,6 +115,7 @@ impl Tus {
             expires_at: self.expires(),
             done: None,
             gps_stripped: false,
+            owner: owner.to_string(),
         };
         self.store.reserve_standing(length.unwrap_or(0))?;
         if let Err(e) = self.store.catalogue().add_unfinished(&u) {
@@ -126,6 +135,7 @@ impl Tus {
             r.set_header("Upload-Offset", u.offset.to_string());
         }
         describe_end(&u, &mut r);
+        give_delete_token(&stored, &mut r);
         Ok(Reply {
             response: r,
             stored,
@@ -198,8 +208,10 @@ impl Tus {
             }
         }
         let stored = self.write_body(cfg, req, &mut u, checksum)?;
+        let mut r = offset_response(&u);
+        give_delete_token(&stored, &mut r);
         Ok(Reply {
-            response: offset_response(&u),
+            response: r,
             stored,
         })
     }
@@ -295,6 +307,17 @@ fn describe_end(u: &Unfinished, r: &mut Response) {
     match &u.done {
         Some(name) => r.set_header("Pidrop-File-Url", format!("/files/{name}")),
         None => r.set_header("Upload-Expires", expires_header(u.expires_at)),
+    }
+}
+
+/// The answer that completes an upload carries the file's delete token (once):
+/// `Pidrop-Delete-Token`, for `DELETE /files/<name>` with `X-Delete-Token`.
+fn give_delete_token(
+    stored: &Option<(std::sync::Arc<crate::storage::Meta>, String)>,
+    r: &mut Response,
+) {
+    if let Some((_, token)) = stored {
+        r.set_header("Pidrop-Delete-Token", token.clone());
     }
 }
 

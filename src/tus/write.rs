@@ -26,7 +26,7 @@ impl Tus {
         req: &mut Request<'_>,
         u: &mut Unfinished,
         mut checksum: Option<Expected>,
-    ) -> Result<Option<Arc<Meta>>, AppError> {
+    ) -> Result<Option<(Arc<Meta>, String)>, AppError> {
         let mut file = self.resume_ingest(cfg, u)?;
         let pumped = match checksum.as_mut() {
             Some(c) => {
@@ -129,9 +129,16 @@ impl Tus {
 
     /// The last byte arrived: the file is checked (if it was short), hashed, committed and
     /// listed; the upload is marked done in the same transaction.
-    fn finish(&self, file: Ingest<'_>, u: &mut Unfinished) -> Result<Arc<Meta>, AppError> {
+    fn finish(
+        &self,
+        file: Ingest<'_>,
+        u: &mut Unfinished,
+    ) -> Result<(Arc<Meta>, String), AppError> {
+        let mut token = String::new();
         let committed = file.finish().and_then(|mut staged| {
             staged.meta.fields = u.fields.clone();
+            staged.meta.owner = u.owner.clone();
+            token = staged.delete_token.clone();
             self.store.commit_finishing(vec![staged], Some(&u.id))
         });
         match committed {
@@ -140,7 +147,7 @@ impl Tus {
                 u.offset = m.size;
                 u.held.clear();
                 u.done = Some(m.name.clone());
-                Ok(m)
+                Ok((m, token))
             }
             Err(e) => {
                 // Its reservation went with the file; a finish that failed cannot be resumed.

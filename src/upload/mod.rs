@@ -33,6 +33,8 @@ const SPLICE_FROM: u64 = 256 << 10;
 /// What one request stored and refused.
 pub struct Outcome {
     pub stored: Vec<Arc<Meta>>,
+    /// Each stored file's delete token, in the same order (shown once, in the answer).
+    pub delete_tokens: Vec<String>,
     pub refused: Vec<(String, AppError)>,
     pub fields: Vec<(String, String)>,
 }
@@ -68,7 +70,12 @@ fn precheck(
 }
 
 /// `POST /upload`, multipart/form-data.
-pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<Outcome, AppError> {
+pub fn multipart(
+    cfg: &Config,
+    store: &Store,
+    req: &mut Request<'_>,
+    owner: &str,
+) -> Result<Outcome, AppError> {
     let ctype = req.header("content-type").unwrap_or("");
     let boundary = multipart::boundary(ctype)?;
     precheck(store, req.body.declared_len(), cfg.max_request, true)?;
@@ -109,7 +116,7 @@ pub fn multipart(cfg: &Config, store: &Store, req: &mut Request<'_>) -> Result<O
             Err(ParseError::Io(e)) => return Err(body_error(e)),
         }
     }
-    form.commit()
+    form.commit(owner)
 }
 
 /// A multipart request in progress: the part being read, the files staged so far, the files
@@ -233,13 +240,16 @@ impl<'a> Form<'a> {
     }
 
     /// Every staged file carries the form's fields; all are listed in one commit.
-    fn commit(mut self) -> Result<Outcome, AppError> {
+    fn commit(mut self, owner: &str) -> Result<Outcome, AppError> {
         for s in &mut self.staged {
             s.meta.fields = self.fields.clone();
+            s.meta.owner = owner.to_string();
         }
+        let delete_tokens = self.staged.iter().map(|s| s.delete_token.clone()).collect();
         let stored = self.store.commit(self.staged)?;
         Ok(Outcome {
             stored,
+            delete_tokens,
             refused: self.refused,
             fields: self.fields,
         })
@@ -295,7 +305,8 @@ pub fn put(
     store: &Store,
     req: &mut Request<'_>,
     raw_name: &str,
-) -> Result<Arc<Meta>, AppError> {
+    owner: &str,
+) -> Result<(Arc<Meta>, String), AppError> {
     let decoded = percent_decode(raw_name.as_bytes()).ok_or(UploadError::BadName)?;
     let original =
         validate::original_name(&String::from_utf8_lossy(&decoded)).ok_or(UploadError::BadName)?;
@@ -305,7 +316,13 @@ pub fn put(
     pump(store, &mut req.body, &mut file, None)?;
     let mut staged = file.finish()?;
     staged.meta.fields = fields;
-    store.commit(vec![staged])?.pop().ok_or(AppError::Internal)
+    staged.meta.owner = owner.to_string();
+    let token = staged.delete_token.clone();
+    let meta = store
+        .commit(vec![staged])?
+        .pop()
+        .ok_or(AppError::Internal)?;
+    Ok((meta, token))
 }
 
 /// Something that must see every byte of a body (a tus `Upload-Checksum`).

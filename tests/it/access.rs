@@ -121,11 +121,10 @@ fn each_role_may_do_exactly_its_actions_and_changes_take_effect_at_once() {
             &auth,
             b"",
         );
-        assert_eq!(
-            delete.status,
-            if name == "ada" { 404 } else { 403 },
-            "{name} delete"
-        );
+        // Admins may delete anything, members and uploaders their own (so a missing file is a
+        // 404 to them too), viewers nothing.
+        let want = if name == "vic" { 403 } else { 404 };
+        assert_eq!(delete.status, want, "{name} delete");
     }
     assert_eq!(
         call(&srv, "GET", "/files", &basic("ada", "wrong"), b"").status,
@@ -284,5 +283,85 @@ fn guessing_is_throttled_per_address_and_logged_for_fail2ban() {
         log.matches("authentication failure from 127.0.0.1").count(),
         10,
         "{log}"
+    );
+}
+
+#[test]
+fn delete_tokens_and_ownership_let_uploaders_delete_their_own_files_only() {
+    let srv = Server::start(&["--anonymous", "dropbox"]);
+    for (name, role) in [("ada", "admin"), ("mia", "member"), ("uli", "uploader")] {
+        assert_eq!(
+            cli(
+                &srv,
+                &["user", "add", name, "--role", role],
+                &format!("pw-{name}\n")
+            )
+            .0,
+            0
+        );
+    }
+    // A guest in the drop box gets a delete token with its upload, once.
+    let guest = request(srv.addr, "PUT", "/upload/guest.txt", &[], b"from a guest\n");
+    assert_eq!(guest.status, 201);
+    let token = guest.json()["files"][0]["delete_token"]
+        .as_str()
+        .expect("delete token")
+        .to_string();
+    let url = format!("/files/{}", name_of(&guest));
+    assert_eq!(request(srv.addr, "DELETE", &url, &[], b"").status, 401);
+    assert_eq!(
+        request(srv.addr, "DELETE", &url, &[("X-Delete-Token", "00ff")], b"").status,
+        403
+    );
+    // Listings never show tokens; owners only to admins.
+    let ada = basic("ada", "pw-ada");
+    let listed = call(&srv, "GET", "/files", &ada, b"").json();
+    assert_eq!(listed["files"][0]["owner"], "anonymous:127.0.0.1");
+    assert!(listed["files"][0].get("delete_token").is_none());
+    let mia = basic("mia", "pw-mia");
+    assert!(call(&srv, "GET", "/files", &mia, b"").json()["files"][0]
+        .get("owner")
+        .is_none());
+    assert_eq!(
+        request(srv.addr, "DELETE", &url, &[("X-Delete-Token", &token)], b"").status,
+        204
+    );
+
+    // Members and uploaders delete what they uploaded, not what others did.
+    let mine = call(&srv, "PUT", "/upload/mine.txt", &mia, b"mia's\n");
+    let mine = format!("/files/{}", name_of(&mine));
+    let theirs = call(
+        &srv,
+        "PUT",
+        "/upload/theirs.txt",
+        &basic("uli", "pw-uli"),
+        b"uli's\n",
+    );
+    let theirs = format!("/files/{}", name_of(&theirs));
+    assert_eq!(call(&srv, "DELETE", &theirs, &mia, b"").status, 403);
+    assert_eq!(call(&srv, "DELETE", &mine, &mia, b"").status, 204);
+    assert_eq!(
+        call(&srv, "DELETE", &theirs, &basic("uli", "pw-uli"), b"").status,
+        204
+    );
+
+    // A tus upload's last answer carries its delete token.
+    let r = crate::harness::tus_whole(srv.addr, "filename YS50eHQ=", b"abc");
+    assert_eq!(r.status, 204);
+    let token = r
+        .header("Pidrop-Delete-Token")
+        .expect("delete token")
+        .to_string();
+    let file = r.header("Pidrop-File-Url").expect("file").to_string();
+    assert_eq!(
+        request(
+            srv.addr,
+            "DELETE",
+            &file,
+            &[("X-Delete-Token", &token)],
+            b""
+        )
+        .status,
+        204
     );
 }

@@ -521,6 +521,29 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// A whole file by tus: created with `metadata` (an `Upload-Metadata` value), sent in one
+/// PATCH; the PATCH's answer.
+pub fn tus_whole(addr: SocketAddr, metadata: &str, body: &[u8]) -> Resp {
+    let tus = ("Tus-Resumable", "1.0.0");
+    let len = body.len().to_string();
+    let created = request(
+        addr,
+        "POST",
+        "/tus",
+        &[tus, ("Upload-Length", &len), ("Upload-Metadata", metadata)],
+        b"",
+    );
+    let loc = created.header("Location").expect("location").to_string();
+    let octets = ("Content-Type", "application/offset+octet-stream");
+    request(
+        addr,
+        "PATCH",
+        &loc,
+        &[tus, ("Upload-Offset", "0"), octets],
+        body,
+    )
+}
+
 /// The stored name of the first file in an upload's answer.
 pub fn name_of(resp: &Resp) -> String {
     resp.json()["files"][0]["name"]

@@ -34,27 +34,7 @@ fn metrics_count_uploads_by_way_refusals_by_code_and_answers_by_class() {
         b"xy",
     );
     assert_eq!(post_form(srv.addr, form).status, 201);
-    let tus = [("Tus-Resumable", "1.0.0")];
-    let meta = "filename ZC50eHQ="; // d.txt
-    let r = request(
-        srv.addr,
-        "POST",
-        "/tus",
-        &[tus[0], ("Upload-Length", "3"), ("Upload-Metadata", meta)],
-        b"",
-    );
-    let loc = r.header("Location").expect("location").to_string();
-    let r = request(
-        srv.addr,
-        "PATCH",
-        &loc,
-        &[
-            tus[0],
-            ("Upload-Offset", "0"),
-            ("Content-Type", "application/offset+octet-stream"),
-        ],
-        b"abc",
-    );
+    let r = crate::harness::tus_whole(srv.addr, "filename ZC50eHQ=", b"abc"); // d.txt
     assert_eq!(r.status, 204);
     assert_eq!(
         request(srv.addr, "PUT", "/upload/x.exe", &[], b"MZ").status,
