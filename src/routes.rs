@@ -162,11 +162,19 @@ impl App {
             None => Caller::Anonymous,
         };
         let owner = caller.owner(req.peer.ip());
+        // An uploader sees only its own files: anyone else's is not there.
+        if caller.own_only() && (path.starts_with("/files/") || path.starts_with("/thumbnails/")) {
+            let name = path.rsplit('/').next().unwrap_or("");
+            if read && self.store.get(name).is_none_or(|m| m.owner != owner) {
+                return Err(AppError::NotFound);
+            }
+        }
         if let Some(name) = assets::root_alias(&path).filter(|_| read) {
             return self.asset(name, req);
         }
         if path == "/tus" || path.starts_with("/tus/") {
-            return Ok(self.tus(req, path.strip_prefix("/tus/"), &owner));
+            let admin = caller.is_admin() || self.cfg.anonymous == crate::access::Anonymous::Admin;
+            return Ok(self.tus(req, path.strip_prefix("/tus/"), &owner, admin));
         }
         match path.as_str() {
             "/" | "/index.html" if read => self.asset("index.html", req),
@@ -192,7 +200,7 @@ impl App {
 
     /// `/tus`, `/tus/<id>`: resumable uploads. State-changing requests pass the Origin check
     /// first; the answer always carries the tus headers.
-    fn tus(&self, req: &mut Request<'_>, id: Option<&str>, owner: &str) -> Response {
+    fn tus(&self, req: &mut Request<'_>, id: Option<&str>, owner: &str, admin: bool) -> Response {
         let safe = matches!(req.method(), "GET" | "HEAD" | "OPTIONS");
         if !safe {
             if let Err(e) = self.check_origin(req) {
@@ -201,7 +209,8 @@ impl App {
                 return r;
             }
         }
-        let reply = self.tus.handle(&self.cfg, req, id, owner);
+        let who = crate::tus::Uploader { owner, admin };
+        let reply = self.tus.handle(&self.cfg, req, id, who);
         if let Some((m, _token)) = reply.stored {
             self.stored(
                 Via::Tus,
@@ -481,7 +490,8 @@ impl App {
                 _ => {}
             }
         }
-        let (page, next) = self.store.list(cursor.as_ref(), limit)?;
+        let own = caller.own_only().then(|| caller.owner(req.peer.ip()));
+        let (page, next) = self.store.list(cursor.as_ref(), limit, own.as_deref())?;
         let body = Obj::new()
             .raw(
                 "files",

@@ -69,14 +69,14 @@ impl Role {
         }
     }
 
-    /// The roles table (README, "Accounts and access"). Deleting one's own uploads (members,
-    /// uploaders) needs ownership, which is not recorded yet: only admins delete for now.
+    /// The roles table (README, "Accounts and access"). An uploader lists and downloads only
+    /// its own files (`Caller::own_only`); members and uploaders delete their own uploads
+    /// (`Access::check_delete`).
     pub fn may(self, action: Action) -> bool {
         use Action::*;
         match self {
             Role::Admin => true,
-            Role::Member => matches!(action, Upload | List | Download),
-            Role::Uploader => matches!(action, Upload),
+            Role::Member | Role::Uploader => matches!(action, Upload | List | Download),
             Role::Viewer => matches!(action, List | Download),
         }
     }
@@ -140,6 +140,17 @@ impl Caller {
                 name, token: true, ..
             } => format!("token:{name}"),
         }
+    }
+
+    /// Whether it sees only what it uploaded (an uploader: the drop box with an account).
+    pub fn own_only(&self) -> bool {
+        matches!(
+            self,
+            Caller::Account {
+                role: Role::Uploader,
+                ..
+            }
+        )
     }
 
     /// Whether it is an account with the admin role (sees owners, deletes anything).
@@ -312,6 +323,8 @@ impl Access {
                 let meta = meta.ok_or(AppError::NotFound)?;
                 match meta.owner == who.owner(req.peer.ip()) {
                     true => Ok(()),
+                    // Others' files do not exist for an uploader.
+                    false if who.own_only() => Err(AppError::NotFound),
                     false => Err(AppError::Forbidden),
                 }
             }
@@ -398,7 +411,7 @@ mod tests {
         let table = [
             (Role::Admin, [true, true, true, true, true]),
             (Role::Member, [true, true, true, false, false]),
-            (Role::Uploader, [true, false, false, false, false]),
+            (Role::Uploader, [true, true, true, false, false]),
             (Role::Viewer, [false, true, true, false, false]),
         ];
         for (role, row) in table {

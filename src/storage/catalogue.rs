@@ -85,6 +85,7 @@ const SCHEMA_4: &str = "
 ALTER TABLE files ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE files ADD COLUMN delete_key TEXT NOT NULL DEFAULT '';
 ALTER TABLE uploads ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+CREATE INDEX files_by_owner ON files (owner, uploaded_at, name);
 ";
 
 /// Each schema version's steps, applied in order to a database at an older version.
@@ -247,31 +248,30 @@ impl Catalogue {
     }
 
     /// Newest first, at most `limit`, after `cursor`; plus the cursor of the next page.
+    /// With `owner`, only that owner's files (an uploader's own view; `files_by_owner`).
     pub fn list(
         &self,
         cursor: Option<&Cursor>,
         limit: usize,
+        owner: Option<&str>,
     ) -> Result<(Vec<Meta>, Option<Cursor>)> {
         let limit = limit.max(1);
         let conn = self.conn();
         let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
-        let mut page: Vec<Meta> = match cursor {
-            Some(Cursor(t, name)) => {
-                let mut st = conn.prepare(&format!(
-                    "SELECT {COLUMNS} FROM files WHERE (uploaded_at, name) < (?1, ?2)
-                     ORDER BY uploaded_at DESC, name DESC LIMIT ?3"
-                ))?;
-                let rows = st.query_map(params![to_i64(*t), name, fetch], row_to_meta)?;
-                rows.collect::<std::result::Result<_, _>>()?
-            }
-            None => {
-                let mut st = conn.prepare(&format!(
-                    "SELECT {COLUMNS} FROM files ORDER BY uploaded_at DESC, name DESC LIMIT ?1"
-                ))?;
-                let rows = st.query_map([fetch], row_to_meta)?;
-                rows.collect::<std::result::Result<_, _>>()?
-            }
+        let (t, name) = cursor.map_or((i64::MAX, ""), |Cursor(t, n)| (to_i64(*t), n.as_str()));
+        let mut where_ = String::from("(uploaded_at, name) < (?1, ?2)");
+        if owner.is_some() {
+            where_.push_str(" AND owner = ?4");
+        }
+        let mut st = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM files WHERE {where_}
+             ORDER BY uploaded_at DESC, name DESC LIMIT ?3"
+        ))?;
+        let rows = match owner {
+            Some(o) => st.query_map(params![t, name, fetch, o], row_to_meta)?,
+            None => st.query_map(params![t, name, fetch], row_to_meta)?,
         };
+        let mut page: Vec<Meta> = rows.collect::<std::result::Result<_, _>>()?;
         let next = (page.len() > limit).then(|| {
             page.truncate(limit);
             page.last().map(|m| Cursor(m.uploaded_at, m.name.clone()))
@@ -389,7 +389,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut cursor = None;
         loop {
-            let (page, next) = cat.list(cursor.as_ref(), 10).expect("list");
+            let (page, next) = cat.list(cursor.as_ref(), 10, None).expect("list");
             seen.extend(page.into_iter().map(|m| m.uploaded_at));
             match next {
                 Some(c) => cursor = Some(c),
@@ -397,7 +397,7 @@ mod tests {
             }
         }
         assert_eq!(seen, (1000..1025).rev().collect::<Vec<u128>>());
-        assert_eq!(cat.list(None, 0).expect("list").0.len(), 1);
+        assert_eq!(cat.list(None, 0, None).expect("list").0.len(), 1);
         assert!(cat.delete(&metas[0].name).expect("delete"));
         assert!(!cat.delete(&metas[0].name).expect("delete again"));
         assert_eq!(cat.totals().expect("totals"), (24, 240));

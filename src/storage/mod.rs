@@ -513,10 +513,11 @@ impl Store {
         &self,
         cursor: Option<&Cursor>,
         limit: usize,
+        owner: Option<&str>,
     ) -> Result<(Vec<Arc<Meta>>, Option<String>), AppError> {
         let (page, next) = self
             .catalogue
-            .list(cursor, limit)
+            .list(cursor, limit, owner)
             .map_err(catalogue_error)?;
         let next = next.map(|Cursor(t, name)| format!("{t}-{name}"));
         Ok((page.into_iter().map(Arc::new).collect(), next))
@@ -654,7 +655,7 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let store = Store::open(&dir, 0, None, true).expect("store");
         // A limit of 0 is one file, never a panic; an empty store has no next page.
-        let (page, next) = store.list(None, 0).expect("list");
+        let (page, next) = store.list(None, 0, None).expect("list");
         assert!(page.is_empty() && next.is_none());
         assert_eq!(
             Cursor::parse("12-0123456789abcdef0123456789abcdef.jpg").map(|c| c.0),

@@ -61,6 +61,13 @@ impl From<Response> for Reply {
     }
 }
 
+/// Who makes a tus request: the owner its uploads get, and whether it may touch anyone's.
+#[derive(Clone, Copy)]
+pub struct Uploader<'a> {
+    pub owner: &'a str,
+    pub admin: bool,
+}
+
 /// A request's hold on one upload (see `Tus::busy`), let go when dropped.
 struct Hold<'a> {
     busy: &'a Mutex<HashSet<String>>,

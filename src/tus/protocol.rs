@@ -4,7 +4,7 @@
 //! `Upload-*` headers, and may send the tus ones).
 
 use super::headers::{self, parse_number, Expected};
-use super::{Reply, Tus, EXTENSIONS, VERSION};
+use super::{Reply, Tus, Uploader, EXTENSIONS, VERSION};
 use crate::config::Config;
 use crate::error::{AppError, TusError, UploadError};
 use crate::http::{Request, Response};
@@ -34,9 +34,9 @@ impl Tus {
         cfg: &Config,
         req: &mut Request<'_>,
         id: Option<&str>,
-        owner: &str,
+        who: Uploader<'_>,
     ) -> Reply {
-        let mut reply = match self.route(cfg, req, id, owner) {
+        let mut reply = match self.route(cfg, req, id, who) {
             Ok(r) => r,
             Err(e) => {
                 if e.status() >= 500 {
@@ -59,7 +59,7 @@ impl Tus {
         cfg: &Config,
         req: &mut Request<'_>,
         id: Option<&str>,
-        owner: &str,
+        who: Uploader<'_>,
     ) -> Result<Reply, AppError> {
         if req.method() == "OPTIONS" {
             return Ok(options(cfg, req).into());
@@ -73,11 +73,12 @@ impl Tus {
             (m, _) => m.to_string(),
         };
         let id = match id {
-            None if method == "POST" => return self.create(cfg, req, owner),
+            None if method == "POST" => return self.create(cfg, req, who.owner),
             None => return Err(AppError::MethodNotAllowed { allow: ALLOW_ROOT }),
             Some(id) if is_upload_id(id) => id,
             Some(_) => return Err(AppError::NotFound),
         };
+        self.check_owner(id, who)?;
         match method.as_str() {
             "HEAD" | "GET" => self.head(id).map(Reply::from),
             "PATCH" => self.patch(cfg, req, id),
@@ -160,6 +161,21 @@ impl Tus {
             .into());
         }
         Ok(())
+    }
+
+    /// An upload is another account's business: 404 to anyone but its owner and admins
+    /// Anonymous uploads stay anonymous: a phone that comes back on another address resumes
+    /// by the upload's URL, a 128-bit secret.
+    fn check_owner(&self, id: &str, who: Uploader<'_>) -> Result<(), AppError> {
+        if who.admin {
+            return Ok(());
+        }
+        let u = self.load(id)?;
+        let anonymous = |o: &str| o.starts_with("anonymous:") || o.is_empty();
+        if u.owner == who.owner || (anonymous(&u.owner) && anonymous(who.owner)) {
+            return Ok(());
+        }
+        Err(AppError::NotFound)
     }
 
     /// HEAD /tus/<id>: how far it is (a finished one: complete, until it expires).

@@ -103,7 +103,7 @@ fn each_role_may_do_exactly_its_actions_and_changes_take_effect_at_once() {
     for (name, want) in [
         ("ada", [201, 200, 200, 200]),
         ("mia", [201, 200, 200, 403]),
-        ("uli", [201, 403, 403, 403]),
+        ("uli", [201, 200, 404, 403]),
         ("vic", [403, 200, 200, 403]),
     ] {
         let auth = basic(name, &format!("pw-{name}"));
@@ -286,20 +286,24 @@ fn guessing_is_throttled_per_address_and_logged_for_fail2ban() {
     );
 }
 
-#[test]
-fn delete_tokens_and_ownership_let_uploaders_delete_their_own_files_only() {
+/// A drop box (`--anonymous dropbox`) with ada (admin), mia (member) and uli (uploader), each
+/// with the password `pw-<name>`.
+fn drop_box_with_three_accounts() -> Server {
     let srv = Server::start(&["--anonymous", "dropbox"]);
     for (name, role) in [("ada", "admin"), ("mia", "member"), ("uli", "uploader")] {
-        assert_eq!(
-            cli(
-                &srv,
-                &["user", "add", name, "--role", role],
-                &format!("pw-{name}\n")
-            )
-            .0,
-            0
+        let (code, _, err) = cli(
+            &srv,
+            &["user", "add", name, "--role", role],
+            &format!("pw-{name}\n"),
         );
+        assert_eq!(code, 0, "{err}");
     }
+    srv
+}
+
+#[test]
+fn delete_tokens_and_ownership_let_uploaders_delete_their_own_files_only() {
+    let srv = drop_box_with_three_accounts();
     // A guest in the drop box gets a delete token with its upload, once.
     let guest = request(srv.addr, "PUT", "/upload/guest.txt", &[], b"from a guest\n");
     assert_eq!(guest.status, 201);
@@ -339,6 +343,19 @@ fn delete_tokens_and_ownership_let_uploaders_delete_their_own_files_only() {
     );
     let theirs = format!("/files/{}", name_of(&theirs));
     assert_eq!(call(&srv, "DELETE", &theirs, &mia, b"").status, 403);
+    // An uploader sees only its own files; the others' are not there for it.
+    let uli = basic("uli", "pw-uli");
+    let seen = call(&srv, "GET", "/files", &uli, b"").json();
+    let names: Vec<&str> = seen["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(|f| f["original_name"].as_str())
+        .collect();
+    assert_eq!(names, ["theirs.txt"]);
+    assert_eq!(call(&srv, "GET", &mine, &uli, b"").status, 404);
+    assert_eq!(call(&srv, "DELETE", &mine, &uli, b"").status, 404);
+    assert_eq!(call(&srv, "GET", &theirs, &uli, b"").status, 200);
     assert_eq!(call(&srv, "DELETE", &mine, &mia, b"").status, 204);
     assert_eq!(
         call(&srv, "DELETE", &theirs, &basic("uli", "pw-uli"), b"").status,
@@ -364,4 +381,53 @@ fn delete_tokens_and_ownership_let_uploaders_delete_their_own_files_only() {
         .status,
         204
     );
+}
+
+#[test]
+fn an_accounts_resumable_upload_is_nobody_elses_business() {
+    let srv = drop_box_with_three_accounts();
+    let tus = ("Tus-Resumable", "1.0.0");
+    let mia = basic("mia", "pw-mia");
+    let r = request(
+        srv.addr,
+        "POST",
+        "/tus",
+        &[
+            tus,
+            ("Authorization", &mia),
+            ("Upload-Length", "5"),
+            ("Upload-Metadata", "filename YS50eHQ="),
+        ],
+        b"",
+    );
+    let loc = r.header("Location").expect("location").to_string();
+    let head = |auth: &str| {
+        let mut h = vec![tus];
+        if !auth.is_empty() {
+            h.push(("Authorization", auth));
+        }
+        request(srv.addr, "HEAD", &loc, &h, b"").status
+    };
+    assert_eq!(head(&mia), 200);
+    assert_eq!(
+        head(&basic("ada", "pw-ada")),
+        200,
+        "admins see every upload"
+    );
+    assert_eq!(head(&basic("uli", "pw-uli")), 404);
+    assert_eq!(head(""), 404, "nor a guest");
+    // A guest's upload is resumed by its URL alone (a phone may come back on another address).
+    let r = request(
+        srv.addr,
+        "POST",
+        "/tus",
+        &[
+            tus,
+            ("Upload-Length", "5"),
+            ("Upload-Metadata", "filename Yi50eHQ="),
+        ],
+        b"",
+    );
+    let guest = r.header("Location").expect("location").to_string();
+    assert_eq!(request(srv.addr, "HEAD", &guest, &[tus], b"").status, 200);
 }
