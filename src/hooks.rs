@@ -18,9 +18,9 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::gate::Gate;
 use crate::json::{self, Obj};
 use crate::storage::Meta;
 
@@ -212,24 +212,14 @@ pub fn first_line(output: &str) -> String {
         .collect()
 }
 
-/// Scans at once, at most.
-static SCANS: Mutex<usize> = Mutex::new(0);
-static SCAN_DONE: Condvar = Condvar::new();
+/// Scans running at once.
+static SCANS: Gate = Gate::new();
 
 /// Runs the scan command on a file about to be stored, waiting for a free scan slot first
 /// (`limit` at once).
 pub fn scan(argv: &[String], event: &Event<'_>, timeout: Duration, limit: usize) -> (Ran, String) {
-    {
-        let mut n = SCANS.lock().unwrap_or_else(PoisonError::into_inner);
-        while *n >= limit.max(1) {
-            n = SCAN_DONE.wait(n).unwrap_or_else(PoisonError::into_inner);
-        }
-        *n += 1;
-    }
-    let result = run(argv, Some(event.path), event, timeout);
-    *SCANS.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
-    SCAN_DONE.notify_one();
-    result
+    let _pass = SCANS.enter(limit);
+    run(argv, Some(event.path), event, timeout)
 }
 
 /// Post-commit hook runs that did not succeed, since start (`/metrics`).

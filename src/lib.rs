@@ -12,6 +12,7 @@ pub mod announce;
 pub mod assets;
 pub mod config;
 pub mod error;
+pub mod gate;
 pub mod hooks;
 pub mod hosts;
 pub mod http;

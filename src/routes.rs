@@ -314,6 +314,11 @@ impl App {
             true => Obj::new().str("owner", &m.owner),
             false => Obj::new(),
         };
+        self.meta_fields(o, m).finish()
+    }
+
+    /// A stored file's fields, added to `o`.
+    fn meta_fields(&self, o: Obj, m: &Meta) -> Obj {
         o.str("name", &m.name)
             .str("original_name", &m.original_name)
             .num("size", m.size)
@@ -330,7 +335,6 @@ impl App {
                 "fields",
                 &json::string_map(m.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
             )
-            .finish()
     }
 
     fn outcome_json(&self, o: &Outcome) -> Response {
@@ -340,10 +344,10 @@ impl App {
             .map(|(name, e)| error_fields(Obj::new().str("original_name", name), e).finish());
         // The upload's answer is the one place a file's delete token is ever shown.
         let files = o.stored.iter().enumerate().map(|(i, m)| {
-            let json = self.meta_json(m, false);
+            let f = self.meta_fields(Obj::new(), m);
             match o.delete_tokens.get(i) {
-                Some(t) => format!("{},\"delete_token\":\"{t}\"}}", &json[..json.len() - 1]),
-                None => json,
+                Some(t) => f.str("delete_token", t).finish(),
+                None => f.finish(),
             }
         });
         let mut body = Obj::new()

@@ -248,10 +248,7 @@ fn add_token(
     };
     let secret = crate::storage::random_bytes::<24>().map_err(|e| (1, e.to_string()))?;
     let token = crate::storage::hex(&secret);
-    let sha256 = {
-        use sha2::{Digest, Sha256};
-        crate::storage::hex(&Sha256::digest(token.as_bytes()))
-    };
+    let sha256 = crate::storage::sha256_hex(token.as_bytes());
     a.tokens.push(Token {
         name: name.clone(),
         role,

@@ -377,7 +377,7 @@ pub fn parse_authorization(header: &str) -> Option<Credentials<'_>> {
 
 /// A bearer token: its SHA-256 compared in constant time with every token's, unexpired.
 fn bearer(accounts: &Accounts, token: &str) -> Result<Caller, AppError> {
-    let digest = crate::storage::hex(&Sha256::digest(token.as_bytes()));
+    let digest = crate::storage::sha256_hex(token.as_bytes());
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

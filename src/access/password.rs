@@ -3,11 +3,13 @@
 //! at most `MAX_VERIFYING` at once (a Pi has one to four slow cores), and an unknown user costs
 //! the same as a wrong password (a dummy hash is verified instead).
 
-use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+
+use crate::gate::Gate;
 
 /// Verifications at once, at most.
 const MAX_VERIFYING: usize = 2;
@@ -43,7 +45,7 @@ pub fn hash(password: &str, cost: Cost) -> Result<String, String> {
 
 /// Whether `password` matches `phc` (at the cost written in it). Waits for a free slot.
 pub fn verify(password: &str, phc: &str) -> bool {
-    let _slot = Slot::take();
+    let _pass = VERIFYING.enter(MAX_VERIFYING);
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
@@ -81,29 +83,8 @@ pub fn calibrate() -> Cost {
     cost
 }
 
-static VERIFYING: Mutex<usize> = Mutex::new(0);
-static SLOT_FREE: Condvar = Condvar::new();
-
-/// One of the `MAX_VERIFYING` verification slots, given back on drop.
-struct Slot;
-
-impl Slot {
-    fn take() -> Slot {
-        let mut n = VERIFYING.lock().unwrap_or_else(PoisonError::into_inner);
-        while *n >= MAX_VERIFYING {
-            n = SLOT_FREE.wait(n).unwrap_or_else(PoisonError::into_inner);
-        }
-        *n += 1;
-        Slot
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        *VERIFYING.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
-        SLOT_FREE.notify_one();
-    }
-}
+/// Verifications running at once.
+static VERIFYING: Gate = Gate::new();
 
 #[cfg(test)]
 mod tests {

@@ -413,6 +413,7 @@ impl Store {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
+        let delete_token = random_hex().map_err(AppError::Storage)?;
         let meta = Meta {
             name,
             original_name,
@@ -423,12 +424,7 @@ impl Store {
             fields: Vec::new(),
             gps_stripped: false,
             owner: String::new(),
-            delete_key: String::new(),
-        };
-        let delete_token = random_hex().map_err(AppError::Storage)?;
-        let meta = Meta {
             delete_key: sha256_hex(delete_token.as_bytes()),
-            ..meta
         };
         Ok(Staged {
             temp,

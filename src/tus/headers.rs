@@ -78,13 +78,10 @@ pub fn parse_checksum(header: &str) -> Result<Expected, TusError> {
     }
 }
 
-/// A length or offset header: decimal digits only (no sign, no spaces inside).
+/// A length or offset header: decimal digits only, as `Content-Length` (no sign, no spaces
+/// inside, at most what fits a `u64`).
 pub fn parse_number(value: &str, header: &'static str) -> Result<u64, TusError> {
-    let v = value.trim();
-    if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(TusError::BadHeader(header));
-    }
-    v.parse().map_err(|_| TusError::BadHeader(header))
+    crate::http::head::parse_content_length(value.trim()).map_err(|_| TusError::BadHeader(header))
 }
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -3,12 +3,11 @@
 // (PIDROP_BIN overrides the binary; SCREENSHOT_DIR where screenshots go).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, mkdirSync, readdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
+import { startPidrop } from './pidrop.mjs';
 import { chromium } from 'playwright-core';
 import zlib from 'node:zlib';
 import { createHash } from 'node:crypto';
@@ -47,17 +46,7 @@ const PNG = makePng(48, 32);
 function startServer(extra = []) {
   root = root || mkdtempSync(join(tmpdir(), 'pidrop-browser-'));
   const dir = join(root, extra.length ? 'uploads-' + children.length : 'uploads');
-  const child = spawn(bin, ['--listen', '127.0.0.1:0', '--dir', dir, '--max-size', '1M', '--min-free', '0', ...extra],
-    { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    const rl = createInterface({ input: child.stdout });
-    rl.once('line', (line) => {
-      const m = line.match(/listening on (http:\/\/\S+)/);
-      if (m) resolve(m[1]); else reject(new Error('unexpected first line: ' + line));
-    });
-    child.once('exit', (code) => reject(new Error('pidrop exited with ' + code)));
-  });
+  return startPidrop(bin, dir, ['--max-size', '1M', ...extra], children);
 }
 
 before(async () => {
@@ -76,13 +65,20 @@ after(async () => {
   if (root) rmSync(root, { recursive: true, force: true });
 });
 
-async function openPage(options = {}) {
+async function openPage(options = {}, server = base) {
   const context = await browser.newContext(options);
   const page = await context.newPage();
   const dialogs = [];
   page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss(); });
-  await page.goto(base + '/');
+  await page.goto(server + '/');
   return { context, page, dialogs };
+}
+
+/** The page on `server`, once it has read the server's limits. */
+async function openReady(server) {
+  const { context, page } = await openPage({}, server);
+  await page.waitForSelector('#limits:has-text("per file")');
+  return { context, page };
 }
 
 function storedCount() {
@@ -175,10 +171,7 @@ test('a refused type shows the server message, not a network error', async () =>
 test('a refusal while the browser is still sending shows the server message', async () => {
   // This server's disk is "full": it answers 507 from the head while Chromium sends 8 MB.
   const fullBase = await startServer(['--min-free', '1000T', '--max-size', '100M']);
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  await page.goto(fullBase + '/');
-  await page.waitForSelector('#limits:has-text("per file")');
+  const { context, page } = await openReady(fullBase);
   await page.setInputFiles('#files', [{ name: 'big.png', mimeType: 'image/png', buffer: Buffer.concat([PNG, Buffer.alloc(8 << 20)]) }]);
   const state = await page.waitForSelector('#queue .state.error');
   const text = await state.textContent();
@@ -347,10 +340,7 @@ function tusLog(page) {
 
 test('a PATCH cut off midway: the page resumes from the server offset by itself and completes the file', async () => {
   const { server, path, sha } = await bigServerAndFile('cut');
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  await page.goto(server + '/');
-  await page.waitForSelector('#limits:has-text("per file")');
+  const { context, page } = await openReady(server);
   const log = tusLog(page);
   let patches = 0;
   await page.route('**/tus/*', (route, req) => {
@@ -370,10 +360,7 @@ test('a PATCH cut off midway: the page resumes from the server offset by itself 
 
 test('a reload mid-upload: the page names the unfinished file, and choosing it again resumes it', async () => {
   const { server, path, sha } = await bigServerAndFile('reload');
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  await page.goto(server + '/');
-  await page.waitForSelector('#limits:has-text("per file")');
+  const { context, page } = await openReady(server);
   // The network fails after the first 8 MiB: the page keeps retrying.
   let patches = 0;
   await page.route('**/tus/*', (route, req) => {
@@ -399,10 +386,7 @@ test('a reload mid-upload: the page names the unfinished file, and choosing it a
 
 test('cancel ends the upload on the server (termination)', async () => {
   const { server, path } = await bigServerAndFile('cancel');
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  await page.goto(server + '/');
-  await page.waitForSelector('#limits:has-text("per file")');
+  const { context, page } = await openReady(server);
   let patches = 0;
   let held;
   await page.route('**/tus/*', (route, req) => {
@@ -426,10 +410,7 @@ test('cancel ends the upload on the server (termination)', async () => {
 
 test('offline for a few seconds mid-upload (a phone that slept): the page finishes without user action', async () => {
   const { server, path, sha } = await bigServerAndFile('offline');
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  await page.goto(server + '/');
-  await page.waitForSelector('#limits:has-text("per file")');
+  const { context, page } = await openReady(server);
   const log = tusLog(page);
   let patches = 0;
   // The network goes away as the second PATCH starts, and comes back 3 s later.

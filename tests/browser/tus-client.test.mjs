@@ -3,12 +3,11 @@
 // client's own previous-upload lookup (its URL storage) and finished, byte-exact.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, createReadStream, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
+import { startPidrop } from './pidrop.mjs';
 import { createHash, randomBytes } from 'node:crypto';
 import * as tus from 'tus-js-client';
 
@@ -23,17 +22,7 @@ after(() => {
 });
 
 function startServer() {
-  const child = spawn(bin, ['--listen', '127.0.0.1:0', '--dir', join(root, 'uploads'), '--min-free', '0'],
-    { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    const rl = createInterface({ input: child.stdout });
-    rl.once('line', (line) => {
-      const m = line.match(/listening on (http:\/\/\S+)/);
-      if (m) resolve(m[1]); else reject(new Error('unexpected first line: ' + line));
-    });
-    child.once('exit', (code) => reject(new Error('pidrop exited with ' + code)));
-  });
+  return startPidrop(bin, join(root, 'uploads'), [], children);
 }
 
 // An MP4 by its first bytes (an `ftyp` box), then 40 MB of random data.
