@@ -45,7 +45,8 @@ class Server:
         self.dir = os.path.join(workdir, "uploads")
         self.proc = subprocess.Popen(
             [binary, "--listen", "127.0.0.1:0", "--dir", self.dir, "--min-free", "0", "--allow", "*",
-             "--max-size", "64G", "--per-client", "64", "--workers", "32", "--log", "warn", *extra],
+             "--max-size", "64G", "--per-client", "64", "--workers", "32", "--log", "warn",
+             "--anonymous", "admin", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         line = self.proc.stdout.readline().decode()
         self.url = line.strip().split(" on ")[1]

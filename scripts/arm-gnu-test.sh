@@ -23,7 +23,7 @@ ls -l "$bin" | awk '{print "armv7 glibc binary: " $5 " bytes"}'
 dir=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
 qemu-arm -cpu cortex-a7 -L /usr/arm-linux-gnueabihf "$bin" --listen 127.0.0.1:0 --dir "$dir/up" \
-  --min-free 0 --allow '*' --checksum off --max-size 8G >"$dir/out" 2>"$dir/log" &
+  --min-free 0 --allow "*" --anonymous admin --checksum off --max-size 8G >"$dir/out" 2>"$dir/log" &
 pid=$!
 for _ in $(seq 100); do grep -q listening "$dir/out" 2>/dev/null && break; sleep 0.1; done
 url=$(sed -n 's/^pidrop listening on //p' "$dir/out")

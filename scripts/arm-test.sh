@@ -22,7 +22,7 @@ smoke() {
   local t=$1 qemu=$2 bin="target/$1/release/pidrop"
   local dir; dir=$(mktemp -d)
   trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' RETURN
-  $qemu "$bin" --listen 127.0.0.1:0 --dir "$dir/up" --min-free 0 >"$dir/out" 2>"$dir/log" &
+  $qemu "$bin" --listen 127.0.0.1:0 --dir "$dir/up" --min-free 0 --anonymous admin >"$dir/out" 2>"$dir/log" &
   local pid=$!
   for _ in $(seq 100); do grep -q listening "$dir/out" 2>/dev/null && break; sleep 0.1; done
   local url; url=$(sed -n 's/^pidrop listening on //p' "$dir/out")

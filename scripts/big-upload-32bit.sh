@@ -16,7 +16,7 @@ case "$t" in
 esac
 dir=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
-$qemu "target/$t/release/pidrop" --listen 127.0.0.1:0 --dir "$dir/up" --min-free 0 --allow '*' \
+$qemu "target/$t/release/pidrop" --listen 127.0.0.1:0 --dir "$dir/up" --min-free 0 --allow '*' --anonymous admin \
   --max-size 8G --body-timeout 120s >"$dir/out" 2>"$dir/log" &
 pid=$!
 for _ in $(seq 100); do grep -q listening "$dir/out" 2>/dev/null && break; sleep 0.1; done

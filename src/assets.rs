@@ -104,6 +104,14 @@ pub fn get(name: &str, dir: Option<&std::path::Path>, req: &Request<'_>) -> Opti
 }
 
 /// The short page a no-JavaScript form post gets back; `items` is already escaped HTML.
+/// The login form (`note`: HTML of a message above it, already escaped). Posts to `/login`;
+/// works without JavaScript.
+pub fn login_page(note: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>pidrop — log in</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head><body><main><h1>Log in</h1>{note}<form class=\"login\" method=\"post\" action=\"/login\"><label>Name <input name=\"name\" autocomplete=\"username\" autocapitalize=\"none\" required autofocus></label><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label><button class=\"button\" type=\"submit\">Log in</button></form><p><a href=\"/\">Back to the upload page</a></p></main></body></html>"
+    )
+}
+
 pub fn result_page(items: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>pidrop — upload result</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head><body><main><h1>Upload result</h1><ul class=\"result\">{items}</ul><p><a class=\"button\" href=\"/\">Upload more</a></p></main></body></html>"

@@ -94,7 +94,7 @@ const SETTINGS: &[Setting] = &[
     Setting { key: Key::HookTimeout, name: "hook-timeout", default: "60s", help: "longest an --on-upload or --on-delete run may take; then its process group is killed" },
     Setting { key: Key::StripGps, name: "strip-gps", default: "off", help: "on: remove GPS tags from JPEG photos as they come in (guests who download them do not learn where they were taken)" },
     Setting { key: Key::Users, name: "users", default: "", help: "the accounts file (pidrop user …, pidrop token …); default: $CREDENTIALS_DIRECTORY/users under systemd's LoadCredential=, else .pidrop/users in --dir" },
-    Setting { key: Key::Anonymous, name: "anonymous", default: "admin", help: "what a caller without credentials may do: admin (everything, as before accounts), viewer (list and download), dropbox (upload only), none" },
+    Setting { key: Key::Anonymous, name: "anonymous", default: "dropbox", help: "what a caller without credentials may do: dropbox (upload, and delete its own uploads by their delete tokens), viewer (list and download), none, admin (everything: pidrop 0.1's open behaviour)" },
     Setting { key: Key::StaticDir, name: "static-dir", default: "", help: "serve an edited copy of the page (index.html, app.js, style.css) from this directory instead of the embedded one" },
     Setting { key: Key::Log, name: "log", default: "info", help: "log level: error, warn, info, debug, trace (RUST_LOG also works)" },
 ];

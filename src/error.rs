@@ -215,6 +215,8 @@ pub enum AppError {
     PreconditionFailed,
     /// A query parameter that cannot be used (e.g. a cursor we never handed out).
     BadQuery(&'static str),
+    /// A small form (login, links) that cannot be used.
+    BadForm(&'static str),
     /// A `Host` this server does not answer to (DNS rebinding, or a mistyped proxy setting).
     MisdirectedHost,
     /// A filesystem failure that is not the client's fault.
@@ -280,7 +282,7 @@ impl AppError {
             AppError::TooManyFailures { .. } => 429,
             AppError::NotImplemented => 501,
             AppError::PreconditionFailed => 412,
-            AppError::BadQuery(_) => 400,
+            AppError::BadQuery(_) | AppError::BadForm(_) => 400,
             AppError::MisdirectedHost => 421,
             AppError::Busy | AppError::NotMounted(_) => 503,
             AppError::TooManyConnections { .. } => 429,
@@ -335,6 +337,7 @@ impl AppError {
             AppError::NotImplemented => "not_implemented",
             AppError::PreconditionFailed => "precondition_failed",
             AppError::BadQuery(_) => "bad_query",
+            AppError::BadForm(_) => "bad_form",
             AppError::MisdirectedHost => "misdirected_host",
             AppError::Busy => "busy",
             AppError::NotMounted(_) => "not_mounted",
@@ -504,6 +507,7 @@ impl fmt::Display for AppError {
                 )
             }
             AppError::BadQuery(why) => write!(f, "bad query: {why}"),
+            AppError::BadForm(why) => write!(f, "bad form: {why}"),
             AppError::NotImplemented => write!(f, "this method is not implemented"),
             AppError::PreconditionFailed => write!(
                 f,

@@ -18,6 +18,7 @@ pub mod hosts;
 pub mod http;
 pub mod json;
 pub mod logger;
+pub mod login;
 pub mod metrics;
 pub mod multipart;
 pub mod refusals;

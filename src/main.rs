@@ -66,7 +66,15 @@ fn run(cfg: config::Config) -> Result<(), String> {
     let listener = TcpListener::bind(cfg.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    // The first account is made before the address is announced (whoever waits for that line
+    // then finds the accounts file settled), and its password printed after it.
+    let users = pidrop::access::cli::users_file(&cfg);
+    let first = (cfg.anonymous != pidrop::access::Anonymous::Admin)
+        .then(|| pidrop::access::cli::first_admin(&users));
     pidrop::announce::announce(bound);
+    if let Some(first) = first {
+        say_first_admin(first, bound);
+    }
     let server_cfg = cfg.server.clone();
     #[cfg(feature = "thumbnails")]
     let thumbs = pidrop::thumbs::Thumbs::open(store.state_dir().join("thumbs"))
@@ -76,8 +84,7 @@ fn run(cfg: config::Config) -> Result<(), String> {
     let store_for_check = store.clone();
     let tus = Arc::new(pidrop::tus::Tus::new(&cfg, store.clone()));
     let load = Arc::new(http::Load::default());
-    let users = pidrop::access::cli::users_file(&cfg);
-    let access = pidrop::access::Access::open(&users, cfg.anonymous)
+    let access = pidrop::access::Access::open(&users, cfg.anonymous, store.clone())
         .map_err(|e| format!("cannot use the accounts file: {e}"))?;
     spawn_sweeper(tus.clone())?;
     let app = Arc::new(App {
@@ -101,6 +108,30 @@ fn run(cfg: config::Config) -> Result<(), String> {
     http::run(listener, server_cfg, app, stop, load).map_err(|e| format!("server failed: {e}"))?;
     log::info!("stopped");
     Ok(())
+}
+
+/// Prints the first admin account's password, this once (or why none could be made).
+fn say_first_admin(first: Result<Option<String>, String>, bound: std::net::SocketAddr) {
+    use std::io::Write;
+    match first {
+        Ok(None) => {}
+        Ok(Some(pw)) => {
+            let url = pidrop::announce::lan_urls(bound)
+                .into_iter()
+                .find(|_| bound.ip().is_unspecified())
+                .unwrap_or_else(|| format!("http://{bound}/"));
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "created the account admin with password {pw} (shown this once; change it with: pidrop user passwd admin); log in at {url}login"
+            );
+            let _ = out.flush();
+            log::warn!("created the first account, admin; its password was printed on stdout");
+        }
+        Err(e) => log::warn!(
+            "no account exists and none could be made ({e}); add one with: pidrop user add NAME --role admin"
+        ),
+    }
 }
 
 /// Removes expired resumable uploads, now and then, for as long as pidrop runs.

@@ -102,7 +102,7 @@ fn required(method: &str, path: &str) -> Option<crate::access::Action> {
 /// Whether a 401 may carry a Basic challenge: not for the page's own requests (`fetch`/XHR say
 /// `Sec-Fetch-Dest: empty`), where the browser would pop up its own password dialog.
 fn may_challenge(req: &Request<'_>) -> bool {
-    matches!(req.header("sec-fetch-dest"), None | Some("document"))
+    matches!(req.header("sec-fetch-dest"), None | Some("document")) && req.path() != "/login"
 }
 
 /// The one mapping from an error to what the client sees: JSON with a code and a sentence.
@@ -184,6 +184,10 @@ impl App {
             "/metrics" if read => Ok(self.metrics_text()),
             "/metrics" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
             "/config" if read => Ok(self.client_config()),
+            "/login" => self.login(req),
+            "/logout" => self.logout(req),
+            "/session" if read => self.session_json(req),
+            "/session" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
             "/healthz" | "/config" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
             "/upload" if method == "POST" => self.post_upload(req, &owner),
             "/upload" => Err(AppError::MethodNotAllowed { allow: "POST" }),
@@ -457,7 +461,7 @@ impl App {
 
     /// CSRF: a browser on another site can POST here without a preflight. Same-origin requests
     /// and requests without an Origin (curl, scripts) pass; foreign origins get 403.
-    fn check_origin(&self, req: &Request<'_>) -> Result<(), AppError> {
+    pub(crate) fn check_origin(&self, req: &Request<'_>) -> Result<(), AppError> {
         // Set by the browser itself; a page cannot forge it.
         if req.header("sec-fetch-site") == Some("same-origin") {
             return Ok(());
@@ -585,7 +589,7 @@ fn status_of(o: &Outcome) -> u16 {
 }
 
 /// A form posted without JavaScript prefers a page to JSON.
-fn wants_html(req: &Request<'_>) -> bool {
+pub(crate) fn wants_html(req: &Request<'_>) -> bool {
     let accept = req.header("accept").unwrap_or("");
     accept.contains("text/html") && req.header("x-requested-with").is_none()
 }

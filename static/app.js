@@ -9,6 +9,8 @@
   const $ = (id) => document.getElementById(id);
   const drop = $('drop'), input = $('files'), queueEl = $('queue'), live = $('live');
   let config = null;
+  // Who the page talks as (`GET /session`): what to show, and what would only be refused.
+  let session = { user: null, may: { upload: true, list: true, download: true, delete: true } };
   const pending = [];
   let active = 0;
   const all = [];
@@ -36,6 +38,54 @@
   }
 
   function announce(text) { live.textContent = text; }
+
+  // The account bar: "Log in", or the name with a logout button (a plain form post: it works
+  // the same without this script).
+  function loadSession() {
+    return fetch('/session', { headers: { Accept: 'application/json' } })
+      .then((r) => r.json())
+      .then((s) => { session = s; showAccount(); })
+      .catch(() => {});
+  }
+
+  function showAccount() {
+    const bar = $('account');
+    if (!session.user) {
+      const a = el('a', '', 'Log in');
+      a.id = 'login-link';
+      a.href = '/login';
+      bar.replaceChildren(a);
+      return;
+    }
+    const form = el('form');
+    form.method = 'post';
+    form.action = '/logout';
+    const out = el('button', 'small', 'Log out');
+    out.type = 'submit';
+    form.append(out);
+    bar.replaceChildren(el('span', 'who', session.user + ' (' + session.role + ')'), form);
+  }
+
+  // What this browser uploaded, kept by file URL with its delete token (shown once by the
+  // server): a guest of the drop box sees and deletes these, and nothing else.
+  const MINE = 'pidrop-mine:';
+  function remember(url, token, file) {
+    const record = { token, original_name: file.name, size: file.size, uploaded_at: new Date().toISOString() };
+    localStorage.setItem(MINE + url, JSON.stringify(record));
+  }
+  function mine(url) {
+    try { return JSON.parse(localStorage.getItem(MINE + url)); } catch (_) { return null; }
+  }
+  function myUploads() {
+    const out = [];
+    for (let i = 0; i < localStorage.length; i++) {
+      const k = localStorage.key(i);
+      if (!k || !k.startsWith(MINE)) continue;
+      const r = mine(k.slice(MINE.length));
+      if (r) out.push(Object.assign({ url: k.slice(MINE.length), name: k.slice(MINE.length).split('/').pop() }, r));
+    }
+    return out.sort((a, b) => (a.uploaded_at < b.uploaded_at ? 1 : -1));
+  }
 
   function loadConfig() {
     return fetch('/config', { headers: { Accept: 'application/json' } })
@@ -228,7 +278,7 @@
       const fileUrl = last.getResponseHeader('Pidrop-File-Url');
       const deleteToken = last.getResponseHeader('Pidrop-Delete-Token');
       // The file's delete token, shown once: kept so this browser can delete its own uploads.
-      if (fileUrl && deleteToken) localStorage.setItem('pidrop-del:' + fileUrl, deleteToken);
+      if (fileUrl && deleteToken) remember(fileUrl, deleteToken, f);
       active--;
       finish(item, true, '', fileUrl || '#recent');
       refreshRecent();
@@ -303,11 +353,28 @@
     $('total').textContent = done + ' of ' + all.length + ' files · ' + size(loaded) + ' of ' + size(total);
   }
 
+  // Everything recent for those who may list; otherwise this browser's own uploads.
   function refreshRecent() {
+    const own = !session.may.list;
+    $('recent-title').textContent = own ? 'Your uploads' : 'Recent uploads';
+    const note = $('recent-note');
+    note.hidden = !own;
+    note.textContent = own ? 'Files uploaded from this browser. Log in to see everything.' : '';
+    if (own) { renderRecent(myUploads()); return; }
     fetch('/files?limit=30', { headers: { Accept: 'application/json' } })
       .then((r) => r.json())
       .then((data) => renderRecent(data.files || []))
       .catch(() => {});
+  }
+
+  // A delete with the file's token when this browser has it (else the login decides); a
+  // file that is gone is forgotten too.
+  function remove(f) {
+    const record = mine(f.url);
+    const headers = record ? { 'X-Delete-Token': record.token } : {};
+    fetch(f.url, { method: 'DELETE', headers })
+      .then((r) => { if (r.ok || r.status === 404) localStorage.removeItem(MINE + f.url); })
+      .then(refreshRecent);
   }
 
   function renderRecent(files) {
@@ -320,7 +387,7 @@
       const badge = el('span', 'thumb badge', extension(f.original_name).slice(0, 4).toUpperCase() || 'FILE');
       badge.setAttribute('aria-hidden', 'true');
       let thumb = badge;
-      if (f.thumbnail_url) {
+      if (f.thumbnail_url && session.may.download) {
         thumb = el('img', 'thumb');
         thumb.alt = '';
         thumb.loading = 'lazy';
@@ -332,17 +399,15 @@
         };
         thumb.src = f.thumbnail_url;
       }
-      const a = el('a', 'name', f.original_name);
-      a.href = f.url;
+      // A guest may not download: its own uploads are names, not links.
+      const a = el(session.may.download ? 'a' : 'span', 'name', f.original_name);
+      if (session.may.download) a.href = f.url;
+      const canDelete = session.may.delete || mine(f.url) || ['member', 'uploader'].includes(session.role);
       const del = el('button', 'small', 'Delete');
       del.type = 'button';
+      del.hidden = !canDelete;
       del.setAttribute('aria-label', 'Delete ' + f.original_name);
-      del.addEventListener('click', () => {
-        const token = localStorage.getItem('pidrop-del:' + f.url);
-        fetch(f.url, { method: 'DELETE', headers: token ? { 'X-Delete-Token': token } : {} })
-          .then((r) => { if (r.ok) localStorage.removeItem('pidrop-del:' + f.url); })
-          .then(refreshRecent);
-      });
+      del.addEventListener('click', () => remove(f));
       const when = new Date(f.uploaded_at).toLocaleString();
       li.append(thumb, a, del, el('span', 'meta', size(f.size) + ' · ' + when));
       list.append(li);
@@ -389,5 +454,5 @@
   $('form').addEventListener('submit', (e) => { e.preventDefault(); });
 
   showUnfinished();
-  loadConfig().then(refreshRecent);
+  Promise.all([loadConfig(), loadSession()]).then(refreshRecent);
 })();

@@ -15,7 +15,8 @@ def pidrop(binary, *extra):
     """Starts pidrop; yields (base URL, a scratch dir); kills it and removes the dir after."""
     work = tempfile.mkdtemp(prefix="pidrop-check-")
     proc = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--dir", os.path.join(work, "up"),
-                             "--min-free", "0", *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                             "--min-free", "0", *(() if "--anonymous" in extra else ("--anonymous", "admin")),
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         yield proc.stdout.readline().decode().split()[-1], work
     finally:

@@ -262,3 +262,38 @@ fn add_token(
     println!("{token}");
     Ok(true)
 }
+
+/// First start of a server that needs accounts: when the accounts file holds none, an `admin`
+/// account with a random password is made (only its hash is stored) and the password is
+/// returned, to be printed once. `None` when an account exists.
+pub fn first_admin(path: &std::path::Path) -> Result<Option<String>, String> {
+    let mut a = Accounts::load(path)?;
+    if !a.users.is_empty() || !a.tokens.is_empty() {
+        return Ok(None);
+    }
+    let pw = readable_password()?;
+    let hash = password::hash(&pw, password::calibrate())?;
+    a.users.push(User {
+        name: "admin".into(),
+        role: Role::Admin,
+        hash,
+    });
+    a.save(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(Some(pw))
+}
+
+/// 80 random bits as four groups of four from an alphabet without look-alikes (no l, o, 0, 1):
+/// easy to type on a phone.
+fn readable_password() -> Result<String, String> {
+    const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let bytes = crate::storage::random_bytes::<16>().map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            out.push('-');
+        }
+        out.push(ALPHABET[usize::from(b % 32)] as char);
+    }
+    Ok(out)
+}

@@ -21,6 +21,7 @@ use crate::http::Request;
 pub mod accounts;
 pub mod cli;
 pub mod password;
+pub mod session;
 mod throttle;
 
 use accounts::Accounts;
@@ -106,6 +107,15 @@ impl Anonymous {
         })
     }
 
+    pub fn name(self) -> &'static str {
+        match self {
+            Anonymous::Dropbox => "dropbox",
+            Anonymous::Viewer => "viewer",
+            Anonymous::None => "none",
+            Anonymous::Admin => "admin",
+        }
+    }
+
     fn may(self, action: Action) -> bool {
         match self {
             Anonymous::Dropbox => action == Action::Upload,
@@ -179,6 +189,8 @@ pub struct Access {
     loaded: Mutex<Loaded>,
     cache: Mutex<HashMap<[u8; 32], (Caller, u64, Instant)>>,
     throttle: throttle::Throttle,
+    /// Where sessions are kept (the catalogue).
+    store: std::sync::Arc<crate::storage::Store>,
 }
 
 /// What tells a changed accounts file: its inode (a rewrite is a new one), size and time.
@@ -192,7 +204,11 @@ fn modified(path: &Path) -> Stamp {
 
 impl Access {
     /// Reads the accounts file (none yet is fine); one that cannot be read stops start-up.
-    pub fn open(path: &Path, anonymous: Anonymous) -> Result<Access, String> {
+    pub fn open(
+        path: &Path,
+        anonymous: Anonymous,
+        store: std::sync::Arc<crate::storage::Store>,
+    ) -> Result<Access, String> {
         let accounts = Accounts::load(path)?;
         Ok(Access {
             path: path.to_path_buf(),
@@ -204,6 +220,7 @@ impl Access {
             }),
             cache: Mutex::new(HashMap::new()),
             throttle: throttle::Throttle::default(),
+            store,
         })
     }
 
@@ -226,10 +243,18 @@ impl Access {
     }
 
     /// Who sent `req`: 401 for credentials that do not verify (or an unknown scheme), 429
-    /// while its address (or everyone) is throttled for failing too often.
+    /// while its address (or everyone) is throttled for failing too often. Without an
+    /// `Authorization` header, a live session cookie names the account; a stale cookie is
+    /// just no credentials (the page then offers the login again).
     pub fn caller(&self, req: &Request<'_>) -> Result<Caller, AppError> {
         let Some(header) = req.header("authorization") else {
-            return Ok(Caller::Anonymous);
+            if session::cookie(req).is_none() {
+                return Ok(Caller::Anonymous);
+            }
+            let (accounts, _) = self.current();
+            return Ok(self
+                .session_caller(req, &accounts)
+                .unwrap_or(Caller::Anonymous));
         };
         let ip = req.peer.ip();
         if let Some(wait) = self.throttle.wait(ip) {
@@ -269,13 +294,7 @@ impl Access {
                 }
             }
         }
-        let Some(user) = accounts.users.iter().find(|u| u.name == name) else {
-            password::verify_nobody(password);
-            return Err(AppError::Unauthorized);
-        };
-        if !password::verify(password, &user.hash) {
-            return Err(AppError::Unauthorized);
-        }
+        let user = session::verified(accounts, name, password).ok_or(AppError::Unauthorized)?;
         let who = Caller::Account {
             name: user.name.clone(),
             role: user.role,
@@ -298,11 +317,7 @@ impl Access {
         meta: Option<&crate::storage::Meta>,
     ) -> Result<(), AppError> {
         let who = self.caller(req)?;
-        let allowed = match &who {
-            Caller::Anonymous => self.anonymous.may(Action::Delete),
-            Caller::Account { role, .. } => role.may(Action::Delete),
-        };
-        if allowed {
+        if self.allows(&who, Action::Delete) {
             return Ok(());
         }
         if let Some(token) = req.header("x-delete-token") {
@@ -333,14 +348,18 @@ impl Access {
         }
     }
 
+    /// Whether `who` may do `action` (by role, or by `--anonymous`).
+    pub fn allows(&self, who: &Caller, action: Action) -> bool {
+        match who {
+            Caller::Anonymous => self.anonymous.may(action),
+            Caller::Account { role, .. } => role.may(action),
+        }
+    }
+
     /// Whether `req` may do `action`: the caller, or 401 (no or bad credentials) / 403.
     pub fn check(&self, req: &Request<'_>, action: Action) -> Result<Caller, AppError> {
         let who = self.caller(req)?;
-        let allowed = match &who {
-            Caller::Anonymous => self.anonymous.may(action),
-            Caller::Account { role, .. } => role.may(action),
-        };
-        match (allowed, &who) {
+        match (self.allows(&who, action), &who) {
             (true, _) => Ok(who),
             (false, Caller::Anonymous) => Err(AppError::Unauthorized),
             (false, Caller::Account { .. }) => Err(AppError::Forbidden),

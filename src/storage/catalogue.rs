@@ -21,7 +21,7 @@ use super::is_stored_name;
 use super::meta::{decode_fields, encode_fields, Meta};
 
 /// The schema this pidrop writes and reads.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 /// SQLite's page cache, per connection.
 const CACHE_KIB: i64 = 256;
 /// Wait this long for a lock held by another process (`pidrop check` next to the service).
@@ -88,8 +88,26 @@ ALTER TABLE uploads ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 CREATE INDEX files_by_owner ON files (owner, uploaded_at, name);
 ";
 
+/// Schema 5: logged-in browsers (`sessions.rs`).
+const SCHEMA_5: &str = "
+CREATE TABLE sessions (
+    key TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    stamp TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    seen INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sessions_by_user ON sessions (user, created);
+";
+
 /// Each schema version's steps, applied in order to a database at an older version.
-const MIGRATIONS: [(i64, &str); 4] = [(1, SCHEMA), (2, SCHEMA_2), (3, SCHEMA_3), (4, SCHEMA_4)];
+const MIGRATIONS: [(i64, &str); 5] = [
+    (1, SCHEMA),
+    (2, SCHEMA_2),
+    (3, SCHEMA_3),
+    (4, SCHEMA_4),
+    (5, SCHEMA_5),
+];
 
 /// Why the catalogue cannot be used.
 #[derive(Debug)]

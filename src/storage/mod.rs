@@ -27,6 +27,7 @@ mod hasher;
 mod local;
 mod meta;
 mod migrate;
+mod sessions;
 mod unfinished;
 use backend::{Backend, Blob, BlobWriter};
 pub use backend::{DigestState, Lifetime};
@@ -34,6 +35,7 @@ pub use catalogue::{Catalogue, CatalogueError, Cursor};
 pub use check::CheckReport;
 pub use meta::Meta;
 pub use migrate::move_catalogue_aside;
+pub use sessions::Session;
 pub use unfinished::Unfinished;
 
 /// Free space is re-checked after this many bytes are written to one file (uploads in flight
@@ -582,6 +584,12 @@ impl From<io::Error> for OpenError {
 impl From<CatalogueError> for OpenError {
     fn from(e: CatalogueError) -> Self {
         OpenError::Catalogue(e)
+    }
+}
+
+impl From<CatalogueError> for AppError {
+    fn from(e: CatalogueError) -> Self {
+        catalogue_error(e)
     }
 }
 

@@ -429,3 +429,76 @@ test('offline for a few seconds mid-upload (a phone that slept): the page finish
   assert.equal((await storedNamed(server, 'offline.png')).sha256, sha);
   await context.close();
 });
+
+/** A drop-box server as shipped (its own dir) and the admin password its first start printed. */
+async function dropBox() {
+  const lines = [];
+  const dir = join(root, 'dropbox-' + children.length);
+  const server = await startPidrop(bin, dir, ['--max-size', '1M', '--anonymous', 'dropbox'], children, (l) => lines.push(l));
+  for (let i = 0; i < 100 && !lines.length; i++) await new Promise((r) => setTimeout(r, 50));
+  const m = (lines[0] || '').match(/created the account admin with password (\S+)/);
+  assert.ok(m, 'no first-admin line: ' + lines.join(' | '));
+  return { server, password: m[1] };
+}
+
+test('drop box: a guest sees and deletes only its own uploads, logs in for everything, logs out', async () => {
+  const { server, password } = await dropBox();
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const challenged = [];
+  page.on('response', (r) => { if (r.headers()['www-authenticate']) challenged.push(r.url()); });
+  await page.goto(server + '/');
+  await page.waitForSelector('#recent-title:text-is("Your uploads")');
+  await page.waitForSelector('#login-link');
+  await page.setInputFiles('#files', [
+    { name: 'gone.txt', mimeType: 'text/plain', buffer: Buffer.from('delete me\n') },
+    { name: 'kept.txt', mimeType: 'text/plain', buffer: Buffer.from('keep me\n') },
+  ]);
+  await page.waitForFunction(() => document.querySelectorAll('#queue .state.done').length === 2);
+  // A guest's own uploads are names, not links (it may not download), each with Delete.
+  await page.waitForSelector('#recent span.name:text-is("gone.txt")');
+  assert.equal(await page.locator('#recent a.name').count(), 0);
+  await page.click('#recent li:has-text("gone.txt") button:text-is("Delete")');
+  await page.waitForSelector('#recent span.name:text-is("gone.txt")', { state: 'detached' });
+  const auth = { Authorization: 'Basic ' + Buffer.from('admin:' + password).toString('base64') };
+  const names = async () => (await (await fetch(server + '/files', { headers: auth })).json()).files.map((f) => f.original_name);
+  assert.deepEqual(await names(), ['kept.txt']);
+
+  // The login form, then everything is listed, as links; then logout ends it.
+  await Promise.all([page.waitForNavigation(), page.click('#login-link')]);
+  await page.fill('input[name=name]', 'admin');
+  await page.fill('input[name=password]', password);
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  await page.waitForSelector('#account .who:text-is("admin (admin)")');
+  await page.waitForSelector('#recent-title:text-is("Recent uploads")');
+  await page.waitForSelector('#recent a.name:text-is("kept.txt")');
+  const cookie = (await context.cookies()).find((c) => c.name === 'pidrop_session');
+  assert.ok(cookie && cookie.httpOnly && cookie.sameSite === 'Strict', JSON.stringify(cookie));
+  await page.screenshot({ path: join(shots, 'logged-in.png'), fullPage: true });
+  await Promise.all([page.waitForNavigation(), page.click('#account button:text-is("Log out")')]);
+  await page.waitForSelector('#login-link');
+  await page.waitForSelector('#recent-title:text-is("Your uploads")');
+  const after = await fetch(server + '/files', { headers: { Cookie: 'pidrop_session=' + cookie.value } });
+  assert.equal(after.status, 401, 'the session must end on the server');
+  assert.deepEqual(challenged, [], 'the page must never trigger the browser password dialog');
+  await context.close();
+});
+
+test('logging in works without JavaScript, and a wrong password shows the form again', async () => {
+  const { server, password } = await dropBox();
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  await page.goto(server + '/');
+  await Promise.all([page.waitForNavigation(), page.click('#login-link')]);
+  await page.fill('input[name=name]', 'admin');
+  await page.fill('input[name=password]', 'wrong');
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  assert.match(await page.textContent('.err'), /needs an account|log in/i);
+  await page.fill('input[name=name]', 'admin');
+  await page.fill('input[name=password]', password);
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  assert.equal(new URL(page.url()).pathname, '/');
+  const listing = await page.goto(server + '/files');
+  assert.equal(listing.status(), 200);
+  await context.close();
+});

@@ -3,8 +3,11 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 
-export function startPidrop(bin, dir, args, children) {
-  const child = spawn(bin, ['--listen', '127.0.0.1:0', '--dir', dir, '--min-free', '0', ...args],
+// `onLine` (optional) gets every later line of its stdout (the first admin's password, say).
+export function startPidrop(bin, dir, args, children, onLine) {
+  // The page tests predate accounts: the open setting unless a test chooses its own.
+  const open = args.includes('--anonymous') ? [] : ['--anonymous', 'admin'];
+  const child = spawn(bin, ['--listen', '127.0.0.1:0', '--dir', dir, '--min-free', '0', ...open, ...args],
     { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   return new Promise((resolve, reject) => {
@@ -12,6 +15,7 @@ export function startPidrop(bin, dir, args, children) {
     rl.once('line', (line) => {
       const m = line.match(/listening on (http:\/\/\S+)/);
       if (m) resolve(m[1]); else reject(new Error('unexpected first line: ' + line));
+      if (onLine) rl.on('line', onLine);
     });
     child.once('exit', (code) => reject(new Error('pidrop exited with ' + code)));
   });

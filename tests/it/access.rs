@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use crate::harness::{name_of, request, Resp, Server};
 
 /// `pidrop ARGS --dir DIR`, with `stdin` as its standard input; (status, stdout, stderr).
-fn cli(srv: &Server, args: &[&str], stdin: &str) -> (i32, String, String) {
+pub fn cli(srv: &Server, args: &[&str], stdin: &str) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pidrop"))
         .args(args)
         .args(["--dir", &srv.dir.display().to_string()])
@@ -35,7 +35,7 @@ fn cli(srv: &Server, args: &[&str], stdin: &str) -> (i32, String, String) {
     )
 }
 
-fn basic(name: &str, password: &str) -> String {
+pub fn basic(name: &str, password: &str) -> String {
     let raw = format!("{name}:{password}");
     let encoded = pidrop::tus::headers::encode_base64(raw.as_bytes());
     format!("Basic {encoded}")
@@ -148,7 +148,8 @@ fn each_role_may_do_exactly_its_actions_and_changes_take_effect_at_once() {
         401
     );
     let (_, listed, _) = cli(&srv, &["user", "list"], "");
-    assert_eq!(listed, "ada admin\nmia member\nuli uploader\n");
+    // `admin` is the account the first start made (it printed its password).
+    assert_eq!(listed, "admin admin\nada admin\nmia member\nuli uploader\n");
 }
 
 #[test]

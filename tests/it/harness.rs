@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,8 @@ impl Drop for TempDir {
 
 pub struct Server {
     pub child: Option<Child>,
+    /// Its stdout after the first line (kept open: what it prints later can be read).
+    pub stdout: Option<BufReader<ChildStdout>>,
     pub addr: SocketAddr,
     pub dir: PathBuf,
     pub log: PathBuf,
@@ -77,6 +79,16 @@ impl Server {
         Server::launch(root, dir, args, &[], Some(&format!("unshare:{prefix}")))
     }
 
+    /// Starts pidrop as shipped: the default `--anonymous` (a drop box), so the first admin
+    /// account is made and its password printed (read it from `stdout`).
+    pub fn start_as_shipped(args: &[&str]) -> Server {
+        let root = TempDir::new("srv");
+        let dir = root.0.join("uploads");
+        let log = root.0.join("server.log");
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Server::with_args(root, dir, log, args, &[], None)
+    }
+
     fn launch(
         root: TempDir,
         dir: PathBuf,
@@ -85,10 +97,31 @@ impl Server {
         shell: Option<&str>,
     ) -> Server {
         let log = root.0.join("server.log");
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(&dir, &log, &args, env, shell);
+        // The suites predate accounts and test everything else with the open setting; the
+        // access tests (and anything passing --anonymous or PIDROP_ANONYMOUS) choose their own.
+        let chooses =
+            args.contains(&"--anonymous") || env.iter().any(|(k, _)| *k == "PIDROP_ANONYMOUS");
+        let open: &[&str] = if chooses {
+            &[]
+        } else {
+            &["--anonymous", "admin"]
+        };
+        let args: Vec<String> = open.iter().chain(args).map(|s| s.to_string()).collect();
+        Server::with_args(root, dir, log, args, env, shell)
+    }
+
+    fn with_args(
+        root: TempDir,
+        dir: PathBuf,
+        log: PathBuf,
+        args: Vec<String>,
+        env: &[(&str, &str)],
+        shell: Option<&str>,
+    ) -> Server {
+        let (child, addr, stdout) = spawn(&dir, &log, &args, env, shell);
         Server {
             child: Some(child),
+            stdout: Some(stdout),
             addr,
             dir,
             log,
@@ -104,9 +137,29 @@ impl Server {
     /// Kills (SIGKILL) and starts again on the same directory (a new port).
     pub fn restart(&mut self) {
         self.kill9();
-        let (child, addr) = spawn(&self.dir, &self.log, &self.args, &[], None);
+        let (child, addr, stdout) = spawn(&self.dir, &self.log, &self.args, &[], None);
         self.child = Some(child);
+        self.stdout = Some(stdout);
         self.addr = addr;
+    }
+
+    /// The next line it prints on stdout (after the first), without the newline.
+    pub fn stdout_line(&mut self) -> String {
+        let mut line = String::new();
+        if let Some(out) = self.stdout.as_mut() {
+            out.read_line(&mut line).expect("stdout line");
+        }
+        line.trim_end().to_string()
+    }
+
+    /// Stops it (SIGKILL) and returns what it printed on stdout since the last read.
+    pub fn stop_and_read_stdout(&mut self) -> String {
+        self.kill9();
+        let mut rest = String::new();
+        if let Some(mut out) = self.stdout.take() {
+            let _ = out.read_to_string(&mut rest);
+        }
+        rest
     }
 
     pub fn kill9(&mut self) {
@@ -214,7 +267,7 @@ fn spawn(
     args: &[String],
     env: &[(&str, &str)],
     shell: Option<&str>,
-) -> (Child, SocketAddr) {
+) -> (Child, SocketAddr, BufReader<ChildStdout>) {
     let bin = env!("CARGO_BIN_EXE_pidrop");
     let logf = std::fs::OpenOptions::new()
         .create(true)
@@ -265,9 +318,8 @@ fn spawn(
     let mut child = cmd.spawn().expect("spawn pidrop");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("first line");
+    let mut stdout = BufReader::new(stdout);
+    stdout.read_line(&mut line).expect("first line");
     let addr = line
         .trim()
         .strip_prefix("pidrop listening on http://")
@@ -278,7 +330,7 @@ fn spawn(
                 std::fs::read_to_string(log).unwrap_or_default()
             )
         });
-    (child, addr)
+    (child, addr, stdout)
 }
 
 impl Drop for Server {

@@ -14,6 +14,7 @@ mod harness;
 mod hooks;
 mod hosts;
 mod http_core;
+mod login;
 mod metrics;
 mod state;
 mod thumbnails;

@@ -1,0 +1,142 @@
+//! The page's side of accounts: `GET /login` (a form that works without JavaScript),
+//! `POST /login` (name and password → a session cookie), `POST /logout`, and `GET /session`
+//! (who the page is talking as, and what it may do, so it shows only what works).
+
+use std::io::Read;
+
+use crate::access::{session, Action, Caller};
+use crate::error::{AppError, UploadError};
+use crate::http::{Request, Response};
+use crate::json::Obj;
+use crate::routes::{error_response, html_escape, wants_html, App};
+
+/// A login form is a few hundred bytes; anything past this is refused unread.
+const FORM_LIMIT: u64 = 4096;
+
+impl App {
+    /// `/login`: the form (GET), or a login (POST).
+    pub(crate) fn login(&self, req: &mut Request<'_>) -> Result<Response, AppError> {
+        match req.method() {
+            "GET" | "HEAD" => Ok(login_page(200, None)),
+            "POST" => self.login_post(req),
+            _ => Err(AppError::MethodNotAllowed {
+                allow: "GET, HEAD, POST",
+            }),
+        }
+    }
+
+    fn login_post(&self, req: &mut Request<'_>) -> Result<Response, AppError> {
+        self.check_origin(req)?;
+        let html = wants_html(req);
+        let form = read_form(req)?;
+        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let (Some(name), Some(password)) = (field("name"), field("password")) else {
+            return Err(AppError::BadForm("a login needs name and password"));
+        };
+        let (who, token) = match self.access.login(req, name, password) {
+            Ok(ok) => ok,
+            Err(e) if html => return Ok(login_page(e.status(), Some(&e.to_string()))),
+            Err(e) => return Err(e),
+        };
+        let cookie = session::set_cookie(&token, "/", false);
+        let r = match html {
+            true => Response::new(303).header("Location", "/"),
+            false => Response::json(200, self.session_fields(&who).finish()),
+        };
+        Ok(r.header("Set-Cookie", cookie)
+            .header("Cache-Control", "no-store"))
+    }
+
+    /// `POST /logout`: the session ends here and in the browser.
+    pub(crate) fn logout(&self, req: &Request<'_>) -> Result<Response, AppError> {
+        if req.method() != "POST" {
+            return Err(AppError::MethodNotAllowed { allow: "POST" });
+        }
+        self.check_origin(req)?;
+        self.access.logout(req)?;
+        let r = match wants_html(req) {
+            true => Response::new(303).header("Location", "/"),
+            false => Response::new(204),
+        };
+        Ok(r.header("Set-Cookie", session::clear_cookie("/", false))
+            .header("Cache-Control", "no-store"))
+    }
+
+    /// `GET /session`: `{"user","role","anonymous","may":{…}}` for the page.
+    pub(crate) fn session_json(&self, req: &Request<'_>) -> Result<Response, AppError> {
+        let who = match self.access.caller(req) {
+            Ok(who) => who,
+            // Credentials that do not verify are no session; the page offers the login.
+            Err(AppError::Unauthorized) => Caller::Anonymous,
+            Err(e) => return Ok(error_response(&e)),
+        };
+        let body = self.session_fields(&who).finish();
+        Ok(Response::json(200, body).header("Cache-Control", "no-store"))
+    }
+
+    fn session_fields(&self, who: &Caller) -> Obj {
+        let (user, role) = match who {
+            Caller::Account { name, role, .. } => (Some(name.as_str()), Some(role.name())),
+            Caller::Anonymous => (None, None),
+        };
+        let flag = |a: Action| {
+            if self.access.allows(who, a) {
+                "true"
+            } else {
+                "false"
+            }
+        };
+        let may = Obj::new()
+            .raw("upload", flag(Action::Upload))
+            .raw("list", flag(Action::List))
+            .raw("download", flag(Action::Download))
+            .raw("delete", flag(Action::Delete))
+            .raw("own_only", if who.own_only() { "true" } else { "false" })
+            .finish();
+        Obj::new()
+            .opt_str("user", user)
+            .opt_str("role", role)
+            .str("anonymous", self.cfg.anonymous.name())
+            .raw("may", &may)
+    }
+}
+
+/// A small `application/x-www-form-urlencoded` body, at most `FORM_LIMIT` bytes.
+fn read_form(req: &mut Request<'_>) -> Result<Vec<(String, String)>, AppError> {
+    let ctype = req.header("content-type").unwrap_or("");
+    if !ctype
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        return Err(AppError::BadForm(
+            "send it as application/x-www-form-urlencoded",
+        ));
+    }
+    if req.body.declared_len().is_some_and(|n| n > FORM_LIMIT) {
+        return Err(UploadError::RequestTooLarge { limit: FORM_LIMIT }.into());
+    }
+    let mut body = Vec::new();
+    (&mut req.body)
+        .take(FORM_LIMIT + 1)
+        .read_to_end(&mut body)
+        .map_err(crate::http::body_error)?;
+    if body.len() as u64 > FORM_LIMIT {
+        return Err(UploadError::RequestTooLarge { limit: FORM_LIMIT }.into());
+    }
+    let text = String::from_utf8(body).map_err(|_| AppError::BadForm("not UTF-8"))?;
+    Ok(crate::upload::query_fields(Some(&text)))
+}
+
+/// The login page (`message`: why the last try failed).
+fn login_page(status: u16, message: Option<&str>) -> Response {
+    let note = message
+        .map(|m| format!("<p class=\"err\" role=\"alert\">{}</p>", html_escape(m)))
+        .unwrap_or_default();
+    let page = crate::assets::login_page(&note);
+    let mut r = Response::with_body(status, "text/html; charset=utf-8", page.into_bytes());
+    for (k, v) in crate::assets::PAGE_HEADERS {
+        r.set_header(k, *v);
+    }
+    r.set_header("Cache-Control", "no-store");
+    r
+}
