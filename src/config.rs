@@ -48,6 +48,9 @@ enum Key {
     StripGps,
     Users,
     Anonymous,
+    ExpireAfter,
+    MaxExpiry,
+    MaxTotal,
     StaticDir,
     Log,
 }
@@ -95,6 +98,9 @@ const SETTINGS: &[Setting] = &[
     Setting { key: Key::StripGps, name: "strip-gps", default: "off", help: "on: remove GPS tags from JPEG photos as they come in (guests who download them do not learn where they were taken)" },
     Setting { key: Key::Users, name: "users", default: "", help: "the accounts file (pidrop user …, pidrop token …); default: $CREDENTIALS_DIRECTORY/users under systemd's LoadCredential=, else .pidrop/users in --dir" },
     Setting { key: Key::Anonymous, name: "anonymous", default: "dropbox", help: "what a caller without credentials may do: dropbox (upload, and delete its own uploads by their delete tokens), viewer (list and download), none, admin (everything: pidrop 0.1's open behaviour)" },
+    Setting { key: Key::ExpireAfter, name: "expire-after", default: "off", help: "every upload's lifetime (e.g. 7d, 12h); then it is no longer listed or served, and removed. An upload may ask for less with an expires field (1h, 7d)" },
+    Setting { key: Key::MaxExpiry, name: "max-expiry", default: "off", help: "the longest lifetime an upload's expires field may ask for (a longer one is cut to this)" },
+    Setting { key: Key::MaxTotal, name: "max-total", default: "off", help: "most bytes the stored files may take together (e.g. 200G); an upload past it gets 507" },
     Setting { key: Key::StaticDir, name: "static-dir", default: "", help: "serve an edited copy of the page (index.html, app.js, style.css) from this directory instead of the embedded one" },
     Setting { key: Key::Log, name: "log", default: "info", help: "log level: error, warn, info, debug, trace (RUST_LOG also works)" },
 ];
@@ -121,6 +127,12 @@ pub struct Config {
     pub strip_gps: bool,
     pub users: Option<PathBuf>,
     pub anonymous: crate::access::Anonymous,
+    /// Every upload's lifetime (`--expire-after`).
+    pub expire_after: Option<Duration>,
+    /// The longest lifetime an upload may ask for (`--max-expiry`).
+    pub max_expiry: Option<Duration>,
+    /// Most bytes stored in all (`--max-total`).
+    pub max_total: Option<u64>,
     pub static_dir: Option<PathBuf>,
     pub log: String,
 }
@@ -318,6 +330,23 @@ impl Values {
         self.typed(key, read, "expected a whole number from 1 to 100000")
     }
 
+    /// `off` (or empty) for none, else a value `read` takes.
+    fn optional<T>(
+        &self,
+        key: Key,
+        read: impl Fn(&str) -> Option<T>,
+        why: &'static str,
+    ) -> Result<Option<T>, ConfigError> {
+        self.typed(
+            key,
+            |s| match s.trim() {
+                "" | "off" => Some(None),
+                s => read(s).map(Some),
+            },
+            why,
+        )
+    }
+
     /// An optional path: empty means none.
     fn path(&self, key: Key) -> Option<PathBuf> {
         Some(self.text(key).1)
@@ -393,6 +422,21 @@ fn build(v: &Values) -> Result<Config, ConfigError> {
                 _ => None,
             },
             "expected on or off",
+        )?,
+        expire_after: v.optional(
+            Key::ExpireAfter,
+            parse_duration_days,
+            "expected off or a duration such as 7d or 12h",
+        )?,
+        max_expiry: v.optional(
+            Key::MaxExpiry,
+            parse_duration_days,
+            "expected off or a duration such as 30d",
+        )?,
+        max_total: v.optional(
+            Key::MaxTotal,
+            parse_size,
+            "expected off or a size such as 200G",
         )?,
         static_dir: v.path(Key::StaticDir),
         log: v.text(Key::Log).1.to_string(),

@@ -57,7 +57,7 @@ pub enum MultipartError {
 }
 
 /// Why one uploaded file was refused or could not be stored.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum UploadError {
     TooLarge {
         limit: u64,
@@ -82,6 +82,15 @@ pub enum UploadError {
         free: u64,
         min_free: u64,
     },
+    /// The stored files would pass `--max-total` (bytes stored and reserved, the limit).
+    QuotaExceeded {
+        used: u64,
+        max: u64,
+    },
+    /// An `album` field that cannot name an album.
+    BadAlbum,
+    /// An `expires` field that is not a duration.
+    BadExpiry,
     /// `--scan-cmd` refused the file: the first line of what it said.
     Vetoed(String),
     /// `--scan-cmd` could not give an answer (timed out, could not run): refused, fail closed.
@@ -260,7 +269,8 @@ impl AppError {
                 | UploadError::ContentMismatch { .. }
                 | UploadError::NotText { .. } => 415,
                 UploadError::BadName | UploadError::NoFile => 400,
-                UploadError::InsufficientStorage { .. } => 507,
+                UploadError::InsufficientStorage { .. } | UploadError::QuotaExceeded { .. } => 507,
+                UploadError::BadAlbum | UploadError::BadExpiry => 400,
                 UploadError::Vetoed(_) => 422,
                 UploadError::ScanUnavailable(_) => 503,
             },
@@ -314,6 +324,9 @@ impl AppError {
             AppError::Upload(UploadError::BadName) => "bad_name",
             AppError::Upload(UploadError::NoFile) => "no_file",
             AppError::Upload(UploadError::InsufficientStorage { .. }) => "insufficient_storage",
+            AppError::Upload(UploadError::QuotaExceeded { .. }) => "quota_exceeded",
+            AppError::Upload(UploadError::BadAlbum) => "bad_album",
+            AppError::Upload(UploadError::BadExpiry) => "bad_expiry",
             AppError::Upload(UploadError::Vetoed(_)) => "rejected_by_scan",
             AppError::Upload(UploadError::ScanUnavailable(_)) => "scan_unavailable",
             AppError::Tus(e) => match e {
@@ -362,6 +375,7 @@ impl AppError {
             | AppError::Tus(TusError::TooMany { limit })
             | AppError::Tus(TusError::PastLength { length: limit }) => Some(*limit),
             AppError::Upload(UploadError::InsufficientStorage { min_free, .. }) => Some(*min_free),
+            AppError::Upload(UploadError::QuotaExceeded { max, .. }) => Some(*max),
             _ => None,
         }
     }
@@ -468,6 +482,19 @@ impl fmt::Display for UploadError {
                 human_size(*free),
                 human_size(*min_free)
             ),
+            UploadError::QuotaExceeded { used, max } => write!(
+                f,
+                "the server's storage limit of {} for all uploads would be passed ({} used); nothing was stored",
+                human_size(*max),
+                human_size(*used)
+            ),
+            UploadError::BadAlbum => write!(
+                f,
+                "an album name is 1 to 64 characters, without control characters"
+            ),
+            UploadError::BadExpiry => {
+                write!(f, "expires must be a duration such as 1h, 12h or 7d")
+            }
             UploadError::Vetoed(why) if why.is_empty() => {
                 write!(f, "the server's scanner refused the file")
             }

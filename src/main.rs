@@ -86,7 +86,6 @@ fn run(cfg: config::Config) -> Result<(), String> {
     let load = Arc::new(http::Load::default());
     let access = pidrop::access::Access::open(&users, cfg.anonymous, store.clone())
         .map_err(|e| format!("cannot use the accounts file: {e}"))?;
-    spawn_sweeper(tus.clone())?;
     let app = Arc::new(App {
         hosts: pidrop::hosts::Hosts::new(&cfg.hosts),
         host_refusals: pidrop::refusals::Refusals::new("request with a foreign Host"),
@@ -101,6 +100,7 @@ fn run(cfg: config::Config) -> Result<(), String> {
         access,
         load: load.clone(),
     });
+    spawn_sweeper(app.clone())?;
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_thread(stop.clone(), bound)?;
     sys::sd_notify("READY=1");
@@ -134,14 +134,24 @@ fn say_first_admin(first: Result<Option<String>, String>, bound: std::net::Socke
     }
 }
 
-/// Removes expired resumable uploads, now and then, for as long as pidrop runs.
-fn spawn_sweeper(tus: Arc<pidrop::tus::Tus>) -> Result<(), String> {
+/// Removes what has expired, now and then, for as long as pidrop runs: resumable uploads past
+/// `--resume-expiry`, and files past their lifetime (`--expire-after`, `expires` fields; they
+/// are hidden from the second they expire, this frees their space). One thread for both.
+fn spawn_sweeper(app: Arc<App>) -> Result<(), String> {
+    let every = app
+        .tus
+        .sweep_interval()
+        .min(std::time::Duration::from_secs(5));
     std::thread::Builder::new()
-        .name("tus-sweeper".into())
-        .stack_size(64 << 10)
+        .name("sweeper".into())
+        .stack_size(256 << 10)
         .spawn(move || loop {
-            tus.sweep();
-            std::thread::sleep(tus.sweep_interval());
+            app.tus.sweep();
+            let n = app.sweep_expired();
+            if n > 0 {
+                log::info!("removed {n} expired file(s)");
+            }
+            std::thread::sleep(every);
         })
         .map(|_| ())
         .map_err(|e| format!("cannot start the expiry sweeper: {e}"))
@@ -156,6 +166,7 @@ fn open_store(cfg: &config::Config) -> Result<storage::Store, String> {
         cfg.require_mount.as_deref(),
         cfg.checksum,
     )
+    .map(|s| s.with_max_total(cfg.max_total))
     .map_err(|e| {
         let mut msg = format!("cannot use upload directory {}: {e}", cfg.dir.display());
         if matches!(e, storage::OpenError::Catalogue(storage::CatalogueError::Corrupt(_) | storage::CatalogueError::Newer(_))) {

@@ -13,7 +13,7 @@ use crate::http::{Request, Response, Service};
 use crate::json::{self, Obj};
 use crate::metrics::{Gauges, Metrics, Via};
 use crate::serve;
-use crate::storage::{is_stored_name, Cursor, Meta, Store};
+use crate::storage::{is_stored_name, Cursor, Filter, Meta, Store};
 use crate::time::rfc3339;
 use crate::upload::{self, Outcome};
 use crate::validate;
@@ -297,18 +297,58 @@ impl App {
                 self.access.check_delete(req, meta.as_deref())?;
                 let meta = meta.ok_or(AppError::NotFound)?;
                 serve::check_delete(req, &meta)?;
-                #[cfg(feature = "thumbnails")]
-                self.thumbs.remove(name);
-                if self.store.delete(name)? {
-                    self.hook("delete", self.cfg.hooks.on_delete.as_ref(), &meta);
-                    Ok(Response::new(204))
-                } else {
-                    Err(AppError::NotFound)
+                match self.remove_file(&meta)? {
+                    true => Ok(Response::new(204)),
+                    false => Err(AppError::NotFound),
                 }
             }
             _ => Err(AppError::MethodNotAllowed {
                 allow: "GET, HEAD, DELETE",
             }),
+        }
+    }
+
+    /// Removes a stored file with its thumbnail, then runs `--on-delete`; false if it was
+    /// already gone.
+    fn remove_file(&self, meta: &Arc<Meta>) -> Result<bool, AppError> {
+        #[cfg(feature = "thumbnails")]
+        self.thumbs.remove(&meta.name);
+        let removed = self.store.delete(&meta.name)?;
+        if removed {
+            self.hook("delete", self.cfg.hooks.on_delete.as_ref(), meta);
+        }
+        Ok(removed)
+    }
+
+    /// Removes every file whose time is up (they were already neither listed nor served);
+    /// the number removed. Run now and then by the expiry thread.
+    pub fn sweep_expired(&self) -> usize {
+        let mut removed = 0;
+        loop {
+            let batch = match self
+                .store
+                .catalogue()
+                .expired_files(crate::time::now_secs(), 256)
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    log::error!("cannot look for expired files: {e}");
+                    return removed;
+                }
+            };
+            let full = batch.len() == 256;
+            for m in batch {
+                match self.remove_file(&Arc::new(m)) {
+                    Ok(_) => removed += 1,
+                    Err(e) => {
+                        log::error!("cannot remove an expired file: {e}");
+                        return removed;
+                    }
+                }
+            }
+            if !full {
+                return removed;
+            }
         }
     }
 
@@ -331,6 +371,8 @@ impl App {
             .str("url", &file_url(m))
             .opt_str("thumbnail_url", self.thumbnail_url(m).as_deref())
             .str("uploaded_at", &rfc3339(m.uploaded_time()))
+            .opt_str("album", Some(m.album.as_str()).filter(|a| !a.is_empty()))
+            .opt_str("expires_at", m.expires_at.map(expiry_time).as_deref())
             .raw(
                 "gps_stripped",
                 if m.gps_stripped { "true" } else { "false" },
@@ -488,6 +530,7 @@ impl App {
     fn listing(&self, req: &Request<'_>, caller: &Caller) -> Result<Response, AppError> {
         let mut cursor = None;
         let mut limit = 100usize;
+        let mut album = None;
         for (k, v) in upload::query_fields(req.head.query.as_deref()) {
             match k.as_str() {
                 "cursor" => {
@@ -495,11 +538,21 @@ impl App {
                     cursor = Some(c);
                 }
                 "limit" => limit = v.parse().unwrap_or(100).clamp(1, 1000),
+                "album" => {
+                    let a = upload::placement::album_name(&v)
+                        .ok_or(AppError::BadQuery("malformed album name"))?;
+                    album = Some(a.to_string());
+                }
                 _ => {}
             }
         }
         let own = caller.own_only().then(|| caller.owner(req.peer.ip()));
-        let (page, next) = self.store.list(cursor.as_ref(), limit, own.as_deref())?;
+        let filter = Filter {
+            owner: own.as_deref(),
+            album: album.as_deref(),
+            now: crate::time::now_secs(),
+        };
+        let (page, next) = self.store.list(cursor.as_ref(), limit, &filter)?;
         let body = Obj::new()
             .raw(
                 "files",
@@ -519,6 +572,13 @@ impl App {
             .num("files", files)
             .num("bytes", bytes)
             .num("free_bytes", free);
+        // `--max-total`: what is stored against it.
+        let base = match self.store.max_total() {
+            Some(max) => base
+                .num("max_total", max)
+                .num("total_left", max.saturating_sub(bytes)),
+            None => base,
+        };
         match self.store.writable() {
             Ok(()) => Response::json(200, base.str("status", "ok").finish()),
             Err(why) => {
@@ -574,6 +634,11 @@ impl App {
         });
         json::array(groups)
     }
+}
+
+/// An expiry (seconds since the Unix epoch) as RFC 3339.
+fn expiry_time(secs: u64) -> String {
+    rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 fn file_url(m: &Meta) -> String {

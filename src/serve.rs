@@ -155,6 +155,8 @@ mod tests {
             gps_stripped: false,
             owner: String::new(),
             delete_key: String::new(),
+            album: String::new(),
+            expires_at: None,
         }
     }
 

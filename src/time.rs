@@ -127,6 +127,14 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
     )
 }
 
+/// Seconds since the Unix epoch, now (0 on a clock before 1970).
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
@@ -397,10 +397,7 @@ pub fn parse_authorization(header: &str) -> Option<Credentials<'_>> {
 /// A bearer token: its SHA-256 compared in constant time with every token's, unexpired.
 fn bearer(accounts: &Accounts, token: &str) -> Result<Caller, AppError> {
     let digest = crate::storage::sha256_hex(token.as_bytes());
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
+    let now = crate::time::now_secs();
     let mut found = None;
     for t in &accounts.tokens {
         if constant_time_eq(t.sha256.as_bytes(), digest.as_bytes())

@@ -4,8 +4,6 @@
 //! `IDLE` without use or `LIFETIME` after the login, when the account is removed, or when its
 //! password changes (the row carries a stamp of the password hash).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::accounts::{Accounts, User};
 use super::{password, Access, Caller};
 use crate::error::AppError;
@@ -22,12 +20,7 @@ const TOUCH_EVERY: u64 = 600;
 /// Sessions kept per account (a new login past it ends the oldest).
 const KEEP_PER_USER: u32 = 20;
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-}
+use crate::time::now_secs as now;
 
 /// What a session remembers of the password hash: a changed password ends it.
 fn stamp(user: &User) -> String {

@@ -21,7 +21,7 @@ use super::is_stored_name;
 use super::meta::{decode_fields, encode_fields, Meta};
 
 /// The schema this pidrop writes and reads.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 /// SQLite's page cache, per connection.
 const CACHE_KIB: i64 = 256;
 /// Wait this long for a lock held by another process (`pidrop check` next to the service).
@@ -100,14 +100,33 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_by_user ON sessions (user, created);
 ";
 
+/// Schema 6: albums and expiry. `expires_at` in seconds since the Unix epoch, NULL: never.
+const SCHEMA_6: &str = "
+ALTER TABLE files ADD COLUMN album TEXT NOT NULL DEFAULT '';
+ALTER TABLE files ADD COLUMN expires_at INTEGER;
+CREATE INDEX files_by_album ON files (album, uploaded_at, name);
+CREATE INDEX files_by_expiry ON files (expires_at) WHERE expires_at IS NOT NULL;
+";
+
 /// Each schema version's steps, applied in order to a database at an older version.
-const MIGRATIONS: [(i64, &str); 5] = [
+const MIGRATIONS: [(i64, &str); 6] = [
     (1, SCHEMA),
     (2, SCHEMA_2),
     (3, SCHEMA_3),
     (4, SCHEMA_4),
     (5, SCHEMA_5),
+    (6, SCHEMA_6),
 ];
+
+/// Which files a listing shows.
+pub struct Filter<'a> {
+    /// Only this owner's.
+    pub owner: Option<&'a str>,
+    /// Only this album's.
+    pub album: Option<&'a str>,
+    /// Seconds since the Unix epoch: files expired by then are left out.
+    pub now: u64,
+}
 
 /// Why the catalogue cannot be used.
 #[derive(Debug)]
@@ -238,7 +257,7 @@ impl Catalogue {
         let mut added = 0;
         {
             let mut st = tx.prepare(&format!(
-                "{verb} INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                "{verb} INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
             ))?;
             for m in metas {
                 added += st.execute(params![
@@ -251,7 +270,9 @@ impl Catalogue {
                     encode_fields(&m.fields),
                     m.gps_stripped,
                     m.owner,
-                    m.delete_key
+                    m.delete_key,
+                    m.album,
+                    m.expires_at.map(|t| to_i64(u128::from(t)))
                 ])?;
             }
         }
@@ -265,36 +286,56 @@ impl Catalogue {
         Ok(st.query_row([name], row_to_meta).optional()?)
     }
 
-    /// Newest first, at most `limit`, after `cursor`; plus the cursor of the next page.
-    /// With `owner`, only that owner's files (an uploader's own view; `files_by_owner`).
+    /// Newest first, at most `limit`, after `cursor`, unexpired at `filter.now`, only an
+    /// owner's (an uploader's own view; `files_by_owner`) or an album's (`files_by_album`)
+    /// when the filter says; plus the cursor of the next page.
     pub fn list(
         &self,
         cursor: Option<&Cursor>,
         limit: usize,
-        owner: Option<&str>,
+        filter: &Filter<'_>,
     ) -> Result<(Vec<Meta>, Option<Cursor>)> {
         let limit = limit.max(1);
         let conn = self.conn();
         let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
         let (t, name) = cursor.map_or((i64::MAX, ""), |Cursor(t, n)| (to_i64(*t), n.as_str()));
-        let mut where_ = String::from("(uploaded_at, name) < (?1, ?2)");
-        if owner.is_some() {
-            where_.push_str(" AND owner = ?4");
+        let now = to_i64(u128::from(filter.now));
+        let mut values: Vec<&dyn rusqlite::ToSql> = vec![&t, &name, &fetch, &now];
+        let mut where_ = String::from(
+            "(uploaded_at, name) < (?1, ?2) AND (expires_at IS NULL OR expires_at > ?4)",
+        );
+        for (column, value) in [("owner", &filter.owner), ("album", &filter.album)] {
+            if let Some(v) = value {
+                values.push(v);
+                where_.push_str(&format!(" AND {column} = ?{}", values.len()));
+            }
         }
         let mut st = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM files WHERE {where_}
              ORDER BY uploaded_at DESC, name DESC LIMIT ?3"
         ))?;
-        let rows = match owner {
-            Some(o) => st.query_map(params![t, name, fetch, o], row_to_meta)?,
-            None => st.query_map(params![t, name, fetch], row_to_meta)?,
-        };
+        let rows = st.query_map(values.as_slice(), row_to_meta)?;
         let mut page: Vec<Meta> = rows.collect::<std::result::Result<_, _>>()?;
         let next = (page.len() > limit).then(|| {
             page.truncate(limit);
             page.last().map(|m| Cursor(m.uploaded_at, m.name.clone()))
         });
         Ok((page, next.flatten()))
+    }
+
+    /// Up to `n` files expired at `now` (the sweeper removes them).
+    pub fn expired_files(&self, now: u64, n: usize) -> Result<Vec<Meta>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM files WHERE expires_at IS NOT NULL AND expires_at <= ?1
+             ORDER BY expires_at LIMIT ?2"
+        ))?;
+        let now = to_i64(u128::from(now));
+        let rows = st.query_map(
+            params![now, i64::try_from(n).unwrap_or(i64::MAX)],
+            row_to_meta,
+        )?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
     /// Removes a file's row; false if there was none.
@@ -340,7 +381,7 @@ impl Catalogue {
 
 const COLUMNS: &str =
     "name, original_name, size, mime, sha256, uploaded_at, fields, gps_stripped, \
-     owner, delete_key";
+     owner, delete_key, album, expires_at";
 
 fn row_to_meta(r: &rusqlite::Row<'_>) -> rusqlite::Result<Meta> {
     let size: i64 = r.get(2)?;
@@ -357,6 +398,10 @@ fn row_to_meta(r: &rusqlite::Row<'_>) -> rusqlite::Result<Meta> {
         gps_stripped: r.get(7)?,
         owner: r.get(8)?,
         delete_key: r.get(9)?,
+        album: r.get(10)?,
+        expires_at: r
+            .get::<_, Option<i64>>(11)?
+            .map(|t| u64::try_from(t).unwrap_or(0)),
     })
 }
 
@@ -381,6 +426,8 @@ mod tests {
             gps_stripped: at.is_multiple_of(2),
             owner: String::new(),
             delete_key: String::new(),
+            album: String::new(),
+            expires_at: None,
         }
     }
 
@@ -407,7 +454,17 @@ mod tests {
         let mut seen = Vec::new();
         let mut cursor = None;
         loop {
-            let (page, next) = cat.list(cursor.as_ref(), 10, None).expect("list");
+            let (page, next) = cat
+                .list(
+                    cursor.as_ref(),
+                    10,
+                    &Filter {
+                        owner: None,
+                        album: None,
+                        now: 0,
+                    },
+                )
+                .expect("list");
             seen.extend(page.into_iter().map(|m| m.uploaded_at));
             match next {
                 Some(c) => cursor = Some(c),
@@ -415,7 +472,21 @@ mod tests {
             }
         }
         assert_eq!(seen, (1000..1025).rev().collect::<Vec<u128>>());
-        assert_eq!(cat.list(None, 0, None).expect("list").0.len(), 1);
+        assert_eq!(
+            cat.list(
+                None,
+                0,
+                &Filter {
+                    owner: None,
+                    album: None,
+                    now: 0
+                }
+            )
+            .expect("list")
+            .0
+            .len(),
+            1
+        );
         assert!(cat.delete(&metas[0].name).expect("delete"));
         assert!(!cat.delete(&metas[0].name).expect("delete again"));
         assert_eq!(cat.totals().expect("totals"), (24, 240));

@@ -23,9 +23,18 @@ pub struct Meta {
     pub owner: String,
     /// SHA-256 (hex) of the delete token handed to the uploader; empty if none.
     pub delete_key: String,
+    /// The album it was uploaded into; empty for none.
+    pub album: String,
+    /// When it stops being listed and served (seconds since the Unix epoch); `None`: never.
+    pub expires_at: Option<u64>,
 }
 
 impl Meta {
+    /// Whether it has expired at `now` (seconds since the Unix epoch).
+    pub fn expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
     pub fn uploaded_time(&self) -> SystemTime {
         let nanos = u64::try_from(self.uploaded_at).unwrap_or(u64::MAX);
         UNIX_EPOCH + Duration::from_nanos(nanos)
@@ -118,6 +127,8 @@ pub(super) fn decode_meta(name: &str, text: &str) -> Option<Meta> {
         gps_stripped: false,
         owner: String::new(),
         delete_key: String::new(),
+        album: String::new(),
+        expires_at: None,
     };
     let mut complete = false;
     for line in lines {
@@ -156,6 +167,8 @@ mod tests {
             gps_stripped: false,
             owner: String::new(),
             delete_key: String::new(),
+            album: String::new(),
+            expires_at: None,
         };
         let text = encode_meta(&m);
         assert_eq!(decode_meta(&m.name, &text), Some(m.clone()));

@@ -85,6 +85,8 @@ fn known_from_blob(blob: BlobInfo) -> Meta {
         gps_stripped: false,
         owner: String::new(),
         delete_key: String::new(),
+        album: String::new(),
+        expires_at: None,
         name: blob.name,
     }
 }

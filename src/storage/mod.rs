@@ -31,7 +31,7 @@ mod sessions;
 mod unfinished;
 use backend::{Backend, Blob, BlobWriter};
 pub use backend::{DigestState, Lifetime};
-pub use catalogue::{Catalogue, CatalogueError, Cursor};
+pub use catalogue::{Catalogue, CatalogueError, Cursor, Filter};
 pub use check::CheckReport;
 pub use meta::Meta;
 pub use migrate::move_catalogue_aside;
@@ -55,6 +55,8 @@ pub struct Store {
     /// Bytes that uploads in flight have reserved and not yet written: `--min-free` is kept
     /// against free space less these, so concurrent uploads cannot together fill the disk.
     reserved: Arc<Mutex<u64>>,
+    /// `--max-total`: most bytes the stored files, with what is reserved, may take.
+    max_total: Option<u64>,
 }
 
 /// A file being received: its blob, and its share of the free-space reservations. An
@@ -190,11 +192,23 @@ impl Store {
             blobs: Box::new(blobs),
             min_free,
             reserved: Arc::new(Mutex::new(0)),
+            max_total: None,
         };
         migrate::import_sidecars(&store)?;
         let (files, bytes) = store.catalogue.totals()?;
         log::info!("{files} file(s), {bytes} bytes in {}", dir.display());
         Ok(store)
+    }
+
+    /// Sets `--max-total`.
+    pub fn with_max_total(mut self, max_total: Option<u64>) -> Store {
+        self.max_total = max_total;
+        self
+    }
+
+    /// `--max-total`, if set.
+    pub fn max_total(&self) -> Option<u64> {
+        self.max_total
     }
 
     /// Whether uploads may move bytes with `splice(2)` (a fast path of the local backend).
@@ -259,6 +273,16 @@ impl Store {
 
     fn room_for(&self, reserved: u64, more: u64) -> Result<(), AppError> {
         self.check_mount()?;
+        if let Some(max) = self.max_total {
+            let (_, stored) = self.catalogue.totals().map_err(catalogue_error)?;
+            if stored.saturating_add(reserved).saturating_add(more) > max {
+                return Err(UploadError::QuotaExceeded {
+                    used: stored.saturating_add(reserved),
+                    max,
+                }
+                .into());
+            }
+        }
         let free = self.free_space().map_err(AppError::Storage)?;
         let left = free.saturating_sub(reserved).saturating_sub(more);
         if left < self.min_free {
@@ -286,7 +310,12 @@ impl Store {
     /// (a step at a time) when it is used up.
     fn take_reserved(&self, temp: &mut TempFile, n: u64) -> Result<(), AppError> {
         if temp.reserved < n {
-            self.reserve(temp, (n - temp.reserved).max(RESERVE_STEP))?;
+            let need = n - temp.reserved;
+            // A step at a time, or just what is needed where a step does not fit (the last
+            // bytes below `--max-total` or `--min-free`).
+            if self.reserve(temp, need.max(RESERVE_STEP)).is_err() {
+                self.reserve(temp, need)?;
+            }
         }
         temp.reserved -= n;
         let mut pool = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
@@ -427,6 +456,8 @@ impl Store {
             gps_stripped: false,
             owner: String::new(),
             delete_key: sha256_hex(delete_token.as_bytes()),
+            album: String::new(),
+            expires_at: None,
         };
         Ok(Staged {
             temp,
@@ -479,9 +510,13 @@ impl Store {
         Ok(metas.into_iter().map(Arc::new).collect())
     }
 
+    /// A stored file's record; `None` when there is none or it has expired (an expired file
+    /// is never served, even before the sweeper removes it).
     pub fn get(&self, name: &str) -> Option<Arc<Meta>> {
         match self.catalogue.get(name) {
-            Ok(m) => m.map(Arc::new),
+            Ok(m) => m
+                .filter(|m| !m.expired(crate::time::now_secs()))
+                .map(Arc::new),
             Err(e) => {
                 log::error!("catalogue lookup of {name} failed: {e}");
                 None
@@ -511,11 +546,11 @@ impl Store {
         &self,
         cursor: Option<&Cursor>,
         limit: usize,
-        owner: Option<&str>,
+        filter: &Filter<'_>,
     ) -> Result<(Vec<Arc<Meta>>, Option<String>), AppError> {
         let (page, next) = self
             .catalogue
-            .list(cursor, limit, owner)
+            .list(cursor, limit, filter)
             .map_err(catalogue_error)?;
         let next = next.map(|Cursor(t, name)| format!("{t}-{name}"));
         Ok((page.into_iter().map(Arc::new).collect(), next))
@@ -659,7 +694,17 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let store = Store::open(&dir, 0, None, true).expect("store");
         // A limit of 0 is one file, never a panic; an empty store has no next page.
-        let (page, next) = store.list(None, 0, None).expect("list");
+        let (page, next) = store
+            .list(
+                None,
+                0,
+                &Filter {
+                    owner: None,
+                    album: None,
+                    now: 0,
+                },
+            )
+            .expect("list");
         assert!(page.is_empty() && next.is_none());
         assert_eq!(
             Cursor::parse("12-0123456789abcdef0123456789abcdef.jpg").map(|c| c.0),

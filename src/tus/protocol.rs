@@ -102,6 +102,9 @@ impl Tus {
         let meta = headers::parse_metadata(&raw_meta)?;
         let original = original_name(&meta)?;
         Ingest::begin(cfg, &self.store, original.clone())?; // the allow-list, before any byte
+        let fields = fields_of(&meta);
+        // The album and expiry asked for in the metadata, checked now (applied at the end).
+        crate::upload::placement::placement(cfg, &fields, crate::time::now_secs())?;
         self.check_room_for_one_more(req)?;
         let mut u = Unfinished {
             id: random_hex().map_err(AppError::Storage)?,
@@ -109,7 +112,7 @@ impl Tus {
             offset: 0,
             original_name: original,
             metadata: raw_meta,
-            fields: fields_of(&meta),
+            fields,
             held: Vec::new(),
             mime: None,
             client: req.peer.ip().to_string(),

@@ -59,7 +59,7 @@ impl Tus {
                 self.settle(&mut file, u);
                 Err(TusError::ChecksumMismatch.into())
             }
-            Ok(()) if Some(file.size()) == u.length => self.finish(file, u).map(Some),
+            Ok(()) if Some(file.size()) == u.length => self.finish(cfg, file, u).map(Some),
             Ok(()) => self.save(&mut file, u).map(|()| None),
         }
     }
@@ -131,13 +131,13 @@ impl Tus {
     /// listed; the upload is marked done in the same transaction.
     fn finish(
         &self,
+        cfg: &Config,
         file: Ingest<'_>,
         u: &mut Unfinished,
     ) -> Result<(Arc<Meta>, String), AppError> {
         let mut token = String::new();
         let committed = file.finish().and_then(|mut staged| {
-            staged.meta.fields = u.fields.clone();
-            staged.meta.owner = u.owner.clone();
+            crate::upload::label(cfg, &mut staged, &u.fields, &u.owner)?;
             token = staged.delete_token.clone();
             self.store.commit_finishing(vec![staged], Some(&u.id))
         });

@@ -226,7 +226,8 @@ impl<'s> Ingest<'s> {
             self.gps_stripped = gps::strip(&mut self.sniff);
         }
         self.store.ensure_room(0)?;
-        let expected = self.expected.map(|n| n.saturating_sub(self.size));
+        // The whole file: what was held so far is written into the blob below, like the rest.
+        let expected = self.expected;
         let mut temp = match &self.kept {
             Some(id) => {
                 let mut t = self.store.create_temp(Some(0), Lifetime::Kept(id))?;

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::error::{AppError, MultipartError, UploadError};
 mod gps;
 mod ingest;
+pub mod placement;
 mod tee;
 use crate::http::request::Body;
 use crate::http::{body_error, Request};
@@ -136,7 +137,10 @@ struct Form<'a> {
 fn stops_request(e: &AppError) -> bool {
     matches!(
         e,
-        AppError::Storage(_) | AppError::Upload(UploadError::InsufficientStorage { .. })
+        AppError::Storage(_)
+            | AppError::Upload(
+                UploadError::InsufficientStorage { .. } | UploadError::QuotaExceeded { .. }
+            )
     )
 }
 
@@ -242,8 +246,7 @@ impl<'a> Form<'a> {
     /// Every staged file carries the form's fields; all are listed in one commit.
     fn commit(mut self, owner: &str) -> Result<Outcome, AppError> {
         for s in &mut self.staged {
-            s.meta.fields = self.fields.clone();
-            s.meta.owner = owner.to_string();
+            label(self.cfg, s, &self.fields, owner)?;
         }
         let delete_tokens = self.staged.iter().map(|s| s.delete_token.clone()).collect();
         let stored = self.store.commit(self.staged)?;
@@ -299,6 +302,21 @@ fn worth_splicing(store: &Store, remaining: Option<u64>) -> bool {
     remaining.is_some_and(|left| left >= SPLICE_FROM) && store.can_splice()
 }
 
+/// A staged file's record completed before its commit: the request's fields, its owner, and
+/// where it goes (album, expiry: `placement.rs`, counted from now).
+pub fn label(
+    cfg: &Config,
+    staged: &mut Staged,
+    fields: &[(String, String)],
+    owner: &str,
+) -> Result<(), AppError> {
+    let p = placement::placement(cfg, fields, crate::time::now_secs())?;
+    staged.meta.fields = fields.to_vec();
+    staged.meta.owner = owner.to_string();
+    p.apply(&mut staged.meta);
+    Ok(())
+}
+
 /// `PUT /upload/<name>`: the raw body is the file.
 pub fn put(
     cfg: &Config,
@@ -313,10 +331,11 @@ pub fn put(
     let mut file = Ingest::begin(cfg, store, original)?.expect(req.body.declared_len());
     precheck(store, req.body.declared_len(), cfg.max_size, false)?;
     let fields = query_fields(req.head.query.as_deref());
+    // A bad album or expiry is refused before a byte is stored.
+    placement::placement(cfg, &fields, crate::time::now_secs())?;
     pump(store, &mut req.body, &mut file, None)?;
     let mut staged = file.finish()?;
-    staged.meta.fields = fields;
-    staged.meta.owner = owner.to_string();
+    label(cfg, &mut staged, &fields, owner)?;
     let token = staged.delete_token.clone();
     let meta = store
         .commit(vec![staged])?

@@ -246,8 +246,8 @@ fn t5_a_fixed_pool_and_a_fast_503_when_full() {
     assert!(resp.header("Retry-After").is_some());
     assert_eq!(resp.json()["error"]["code"], "busy");
     assert!(started.elapsed() < Duration::from_secs(1));
-    // main (acceptor) + signal thread + 2 workers + the after-commit worker + the tus expiry
-    // sweeper, however many connections arrive (the consistency check's thread ends once it
+    // main (acceptor) + signal thread + 2 workers + the after-commit worker + the sweeper
+    // (expired resumable uploads and files), however many connections arrive (the consistency check's thread ends once it
     // is done).
     srv.wait_for_check();
     let expected = 6;

@@ -7,6 +7,7 @@
 )]
 
 mod access;
+mod albums;
 mod catalogue;
 mod conditional;
 mod gps;
