@@ -1,7 +1,7 @@
 //! What pidrop says at start so that people find the page: the address it bound (always the
 //! first line of stdout: scripts and tests read it), then, when it listens on every interface,
 //! the page's URL for each address a phone on the LAN can reach, and — in a terminal — a QR
-//! code of the first one to scan.
+//! code of the first one to scan. The page's share links get their QR codes here too (SVG).
 
 use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -82,9 +82,47 @@ pub fn qr_text(text: &str) -> String {
     out
 }
 
+/// A QR code of `text` as an SVG image (one path of dark modules, a 4-module quiet zone), for
+/// the page to show beside a link it made: no encoder in JavaScript, nothing from a CDN.
+pub fn qr_svg(text: &str) -> String {
+    let Ok(qr) = QrCode::encode_text(text, QrCodeEcc::Medium) else {
+        return String::new();
+    };
+    let quiet = 4;
+    let side = qr.size() + 2 * quiet;
+    let mut path = String::new();
+    for y in 0..qr.size() {
+        for x in 0..qr.size() {
+            if qr.get_module(x, y) {
+                path.push_str(&format!("M{},{}h1v1h-1z", x + quiet, y + quiet));
+            }
+        }
+    }
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {side} {side}\" shape-rendering=\"crispEdges\"><rect width=\"100%\" height=\"100%\" fill=\"#fff\"/><path d=\"{path}\" fill=\"#000\"/></svg>"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_svg_qr_code_draws_the_same_modules_with_a_wider_quiet_zone() {
+        let url = "http://192.168.1.20:8080/s/0123456789abcdef0123456789abcdef";
+        let svg = qr_svg(url);
+        let qr = QrCode::encode_text(url, QrCodeEcc::Medium).expect("encodes");
+        let side = qr.size() + 8;
+        assert!(svg.starts_with("<svg") && svg.contains(&format!("viewBox=\"0 0 {side} {side}\"")));
+        let dark = (0..qr.size())
+            .flat_map(|y| (0..qr.size()).map(move |x| (x, y)))
+            .filter(|&(x, y)| qr.get_module(x, y))
+            .count();
+        assert_eq!(svg.matches("h1v1h-1z").count(), dark);
+        // The top-left finder pattern's corner, shifted by the quiet zone.
+        assert!(svg.contains("M4,4h1v1h-1z"));
+        assert!(!svg.contains("M3,4"));
+    }
 
     #[test]
     fn a_qr_code_is_square_with_its_quiet_zone_and_finder_patterns() {

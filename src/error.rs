@@ -214,6 +214,10 @@ pub enum AppError {
     Unauthorized,
     /// A known caller whose role does not allow this (403).
     Forbidden,
+    /// A share link that expired or was revoked (410).
+    LinkGone,
+    /// An upload link whose number of files is used up (403).
+    LinkUsedUp,
     /// Too many failed logins from this address (or everywhere): 429 with `Retry-After`.
     TooManyFailures {
         retry_after: u64,
@@ -289,6 +293,8 @@ impl AppError {
             AppError::MethodNotAllowed { .. } => 405,
             AppError::ForbiddenOrigin | AppError::Forbidden => 403,
             AppError::Unauthorized => 401,
+            AppError::LinkGone => 410,
+            AppError::LinkUsedUp => 403,
             AppError::TooManyFailures { .. } => 429,
             AppError::NotImplemented => 501,
             AppError::PreconditionFailed => 412,
@@ -346,6 +352,8 @@ impl AppError {
             AppError::ForbiddenOrigin => "forbidden_origin",
             AppError::Unauthorized => "unauthorized",
             AppError::Forbidden => "forbidden",
+            AppError::LinkGone => "link_gone",
+            AppError::LinkUsedUp => "link_used_up",
             AppError::TooManyFailures { .. } => "too_many_failures",
             AppError::NotImplemented => "not_implemented",
             AppError::PreconditionFailed => "precondition_failed",
@@ -523,6 +531,11 @@ impl fmt::Display for AppError {
                 "this needs an account: log in (curl -u NAME, or Authorization: Bearer TOKEN)"
             ),
             AppError::Forbidden => write!(f, "your account's role does not allow this"),
+            AppError::LinkGone => write!(f, "this link has expired or was revoked"),
+            AppError::LinkUsedUp => write!(
+                f,
+                "this upload link has taken all the files it may; ask for a new one"
+            ),
             AppError::TooManyFailures { retry_after } => write!(
                 f,
                 "too many failed logins from this address; try again in {retry_after} s"

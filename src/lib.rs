@@ -17,6 +17,7 @@ pub mod hooks;
 pub mod hosts;
 pub mod http;
 pub mod json;
+pub mod links;
 pub mod logger;
 pub mod login;
 pub mod metrics;

@@ -77,7 +77,16 @@ impl App {
     fn session_fields(&self, who: &Caller) -> Obj {
         let (user, role) = match who {
             Caller::Account { name, role, .. } => (Some(name.as_str()), Some(role.name())),
-            Caller::Anonymous => (None, None),
+            Caller::Anonymous | Caller::Link(_) => (None, None),
+        };
+        // A link's holder learns what it holds: the page shows the album, or the upload form.
+        let link = match who {
+            Caller::Link(l) => Obj::new()
+                .str("kind", l.kind.name())
+                .str("target", &l.target)
+                .str("expires_at", &crate::routes::expiry_time(l.expires_at))
+                .finish(),
+            _ => "null".to_string(),
         };
         let flag = |a: Action| {
             if self.access.allows(who, a) {
@@ -92,17 +101,19 @@ impl App {
             .raw("download", flag(Action::Download))
             .raw("delete", flag(Action::Delete))
             .raw("own_only", if who.own_only() { "true" } else { "false" })
+            .raw("share", flag(Action::Share))
             .finish();
         Obj::new()
             .opt_str("user", user)
             .opt_str("role", role)
             .str("anonymous", self.cfg.anonymous.name())
             .raw("may", &may)
+            .raw("link", &link)
     }
 }
 
 /// A small `application/x-www-form-urlencoded` body, at most `FORM_LIMIT` bytes.
-fn read_form(req: &mut Request<'_>) -> Result<Vec<(String, String)>, AppError> {
+pub(crate) fn read_form(req: &mut Request<'_>) -> Result<Vec<(String, String)>, AppError> {
     let ctype = req.header("content-type").unwrap_or("");
     if !ctype
         .to_ascii_lowercase()

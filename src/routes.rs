@@ -13,6 +13,7 @@ use crate::http::{Request, Response, Service};
 use crate::json::{self, Obj};
 use crate::metrics::{Gauges, Metrics, Via};
 use crate::serve;
+use crate::storage::LinkKind;
 use crate::storage::{is_stored_name, Cursor, Filter, Meta, Store};
 use crate::time::rfc3339;
 use crate::upload::{self, Outcome};
@@ -95,6 +96,8 @@ fn required(method: &str, path: &str) -> Option<crate::access::Action> {
         p if p.starts_with("/files/") => return None, // `Access::check_delete` in `file`
         p if p.starts_with("/thumbnails/") => Action::Download,
         "/metrics" => Action::Metrics,
+        "/links" => Action::Share,
+        p if p.starts_with("/links/") => Action::Share,
         _ => return None,
     })
 }
@@ -169,12 +172,29 @@ impl App {
                 return Err(AppError::NotFound);
             }
         }
+        // A link's holder gets its file or album, nothing else.
+        if let Caller::Link(link) = &caller {
+            self.within_link(link, &method, &path)?;
+        }
         if let Some(name) = assets::root_alias(&path).filter(|_| read) {
             return self.asset(name, req);
         }
+        let by = upload::By {
+            owner,
+            album: match &caller {
+                Caller::Link(l) if l.kind == LinkKind::Upload => Some(l.target.clone()),
+                _ => None,
+            },
+        };
+        let cfg = self.upload_cfg(&caller);
         if path == "/tus" || path.starts_with("/tus/") {
             let admin = caller.is_admin() || self.cfg.anonymous == crate::access::Anonymous::Admin;
-            return Ok(self.tus(req, path.strip_prefix("/tus/"), &owner, admin));
+            let who = crate::tus::Uploader {
+                owner: &by.owner,
+                admin,
+                album: by.album.as_deref(),
+            };
+            return Ok(self.tus(&cfg, req, path.strip_prefix("/tus/"), who));
         }
         match path.as_str() {
             "/" | "/index.html" if read => self.asset("index.html", req),
@@ -189,9 +209,14 @@ impl App {
             "/session" if read => self.session_json(req),
             "/session" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
             "/healthz" | "/config" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
-            "/upload" if method == "POST" => self.post_upload(req, &owner),
+            "/upload" if method == "POST" => self.post_upload(&cfg, req, &by),
             "/upload" => Err(AppError::MethodNotAllowed { allow: "POST" }),
-            p if p.starts_with("/upload/") => self.put_upload(req, &p["/upload/".len()..], &owner),
+            p if p.starts_with("/upload/") => {
+                self.put_upload(&cfg, req, &p["/upload/".len()..], &by)
+            }
+            "/links" => self.links(req, &caller),
+            p if p.starts_with("/links/") => self.revoke_link(req, &p["/links/".len()..], &caller),
+            p if p.starts_with("/s/") && read => self.shared(req, &p["/s/".len()..]),
             p if p.starts_with("/thumbnails/") && read => {
                 self.thumbnail(&p["/thumbnails/".len()..])
             }
@@ -204,7 +229,13 @@ impl App {
 
     /// `/tus`, `/tus/<id>`: resumable uploads. State-changing requests pass the Origin check
     /// first; the answer always carries the tus headers.
-    fn tus(&self, req: &mut Request<'_>, id: Option<&str>, owner: &str, admin: bool) -> Response {
+    fn tus(
+        &self,
+        cfg: &Config,
+        req: &mut Request<'_>,
+        id: Option<&str>,
+        who: crate::tus::Uploader<'_>,
+    ) -> Response {
         let safe = matches!(req.method(), "GET" | "HEAD" | "OPTIONS");
         if !safe {
             if let Err(e) = self.check_origin(req) {
@@ -213,8 +244,7 @@ impl App {
                 return r;
             }
         }
-        let who = crate::tus::Uploader { owner, admin };
-        let reply = self.tus.handle(&self.cfg, req, id, who);
+        let reply = self.tus.handle(cfg, req, id, who);
         if let Some((m, _token)) = reply.stored {
             self.stored(
                 Via::Tus,
@@ -245,10 +275,15 @@ impl App {
     }
 
     /// `POST /upload`: a multipart form; JSON, or a page for a form posted without JavaScript.
-    fn post_upload(&self, req: &mut Request<'_>, owner: &str) -> Result<Response, AppError> {
+    fn post_upload(
+        &self,
+        cfg: &Config,
+        req: &mut Request<'_>,
+        by: &upload::By,
+    ) -> Result<Response, AppError> {
         self.check_origin(req)?;
         let html = wants_html(req);
-        let outcome = upload::multipart(&self.cfg, &self.store, req, owner)?;
+        let outcome = upload::multipart(cfg, &self.store, req, by)?;
         self.stored(Via::Multipart, &outcome);
         Ok(if html {
             outcome_page(&outcome)
@@ -260,9 +295,10 @@ impl App {
     /// `PUT /upload/<name>`: the body is the file.
     fn put_upload(
         &self,
+        cfg: &Config,
         req: &mut Request<'_>,
         name: &str,
-        owner: &str,
+        by: &upload::By,
     ) -> Result<Response, AppError> {
         if req.method() != "PUT" {
             return Err(AppError::MethodNotAllowed { allow: "PUT" });
@@ -271,7 +307,7 @@ impl App {
         if name.is_empty() || name.contains('/') {
             return Err(UploadError::BadName.into());
         }
-        let (meta, token) = upload::put(&self.cfg, &self.store, req, name, owner)?;
+        let (meta, token) = upload::put(cfg, &self.store, req, name, by)?;
         let url = file_url(&meta);
         let out = Outcome {
             stored: vec![meta],
@@ -546,6 +582,10 @@ impl App {
                 _ => {}
             }
         }
+        // An album link lists its album, whatever the query asks.
+        if let Caller::Link(l) = caller {
+            album = Some(l.target.clone());
+        }
         let own = caller.own_only().then(|| caller.owner(req.peer.ip()));
         let filter = Filter {
             owner: own.as_deref(),
@@ -637,7 +677,7 @@ impl App {
 }
 
 /// An expiry (seconds since the Unix epoch) as RFC 3339.
-fn expiry_time(secs: u64) -> String {
+pub(crate) fn expiry_time(secs: u64) -> String {
     rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(secs))
 }
 

@@ -9,6 +9,13 @@
   const $ = (id) => document.getElementById(id);
   const drop = $('drop'), input = $('files'), queueEl = $('queue'), live = $('live');
   let config = null;
+  // Opened through a share link (/s/<token>): every request carries its token.
+  const LINK = location.pathname.startsWith('/s/') ? location.pathname.slice(3) : null;
+  const LINKED = LINK ? { 'X-Pidrop-Link': LINK } : {};
+  const withLink = (url) => (LINK ? url + (url.includes('?') ? '&' : '?') + 'link=' + encodeURIComponent(LINK) : url);
+  function api(url, options = {}) {
+    return fetch(url, Object.assign({}, options, { headers: Object.assign({ Accept: 'application/json' }, LINKED, options.headers || {}) }));
+  }
   // Who the page talks as (`GET /session`): what to show, and what would only be refused.
   let session = { user: null, may: { upload: true, list: true, download: true, delete: true } };
   const pending = [];
@@ -42,10 +49,54 @@
   // The account bar: "Log in", or the name with a logout button (a plain form post: it works
   // the same without this script).
   function loadSession() {
-    return fetch('/session', { headers: { Accept: 'application/json' } })
+    return api('/session')
       .then((r) => r.json())
-      .then((s) => { session = s; showAccount(); })
+      .then((s) => {
+        if (s.error) { showLinkGone(s.error.message); return; }
+        session = s;
+        showAccount();
+        showLink();
+      })
       .catch(() => {});
+  }
+
+  // What a share link opened: an album to look at, or an album to upload into.
+  function showLink() {
+    const link = session.link;
+    $('share-tools').hidden = !session.may.share;
+    if (!link) return;
+    $('account').hidden = true;
+    if (link.kind === 'album') {
+      $('form').hidden = true;
+    } else {
+      $('link-note').hidden = false;
+      $('link-note').textContent = 'Your files go into the album “' + link.target + '”.';
+    }
+  }
+
+  function showLinkGone(message) {
+    $('form').hidden = true;
+    $('account').hidden = true;
+    $('recent-title').textContent = message;
+    $('recent').replaceChildren();
+  }
+
+  // A link made here: its address to copy and its QR code (drawn by the server, as SVG).
+  function showShared(made) {
+    const panel = $('share');
+    panel.hidden = false;
+    $('share-url').value = made.full_url;
+    $('share-what').textContent = made.kind === 'file' ? 'Download link' : made.kind === 'album' ? 'Album link: ' + made.target : 'Upload link into ' + made.target;
+    $('share-expiry').textContent = 'Valid until ' + new Date(made.expires_at).toLocaleString() + '.';
+    $('share-qr').src = 'data:image/svg+xml;charset=utf-8,' + encodeURIComponent(made.qr_svg);
+    panel.scrollIntoView({ block: 'nearest' });
+  }
+
+  function makeLink(fields) {
+    return api('/links', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields) })
+      .then((r) => r.json().then((body) => { if (!r.ok) throw new Error(serverMessage(body, r.status)); return body; }))
+      .then(showShared)
+      .catch((e) => { $('share-error').textContent = e.message; });
   }
 
   function showAccount() {
@@ -88,7 +139,7 @@
   }
 
   function loadConfig() {
-    return fetch('/config', { headers: { Accept: 'application/json' } })
+    return api('/config')
       .then((r) => r.json())
       .then((c) => {
         config = c;
@@ -179,7 +230,7 @@
 
   // A PATCH the server is still finishing holds the upload (423): ask again shortly.
   function terminate(url, tries) {
-    fetch(url, { method: 'DELETE', headers: TUS }).then((r) => {
+    api(url, { method: 'DELETE', headers: TUS }).then((r) => {
       if (r.status === 423 && tries < 20) setTimeout(() => terminate(url, tries + 1), 500);
     }).catch(() => {});
   }
@@ -234,7 +285,7 @@
       const xhr = new XMLHttpRequest();
       item.xhr = xhr;
       xhr.open(method, url);
-      for (const [k, v] of Object.entries({ ...TUS, ...headers })) xhr.setRequestHeader(k, String(v));
+      for (const [k, v] of Object.entries({ ...TUS, ...LINKED, ...headers })) xhr.setRequestHeader(k, String(v));
       if (onProgress) xhr.upload.onprogress = (e) => onProgress(e.loaded);
       xhr.onload = () => resolve(xhr);
       xhr.onerror = xhr.onabort = xhr.ontimeout = () => reject(new Error('network'));
@@ -355,13 +406,14 @@
 
   // Everything recent for those who may list; otherwise this browser's own uploads.
   function refreshRecent() {
-    const own = !session.may.list;
-    $('recent-title').textContent = own ? 'Your uploads' : 'Recent uploads';
+    const album = session.link && session.link.kind === 'album' ? session.link.target : null;
+    const own = !session.may.list && !album;
+    $('recent-title').textContent = album ? 'Album: ' + album : own ? 'Your uploads' : 'Recent uploads';
     const note = $('recent-note');
     note.hidden = !own;
     note.textContent = own ? 'Files uploaded from this browser. Log in to see everything.' : '';
     if (own) { renderRecent(myUploads()); return; }
-    fetch('/files?limit=30', { headers: { Accept: 'application/json' } })
+    api('/files?limit=30')
       .then((r) => r.json())
       .then((data) => renderRecent(data.files || []))
       .catch(() => {});
@@ -372,7 +424,7 @@
   function remove(f) {
     const record = mine(f.url);
     const headers = record ? { 'X-Delete-Token': record.token } : {};
-    fetch(f.url, { method: 'DELETE', headers })
+    api(f.url, { method: 'DELETE', headers })
       .then((r) => { if (r.ok || r.status === 404) localStorage.removeItem(MINE + f.url); })
       .then(refreshRecent);
   }
@@ -395,13 +447,13 @@
         let tries = 0;
         thumb.onerror = () => {
           if (++tries > 4) { thumb.replaceWith(badge); return; }
-          setTimeout(() => { thumb.src = f.thumbnail_url + '?try=' + tries; }, 800 * tries);
+          setTimeout(() => { thumb.src = withLink(f.thumbnail_url + '?try=' + tries); }, 800 * tries);
         };
-        thumb.src = f.thumbnail_url;
+        thumb.src = withLink(f.thumbnail_url);
       }
       // A guest may not download: its own uploads are names, not links.
       const a = el(session.may.download ? 'a' : 'span', 'name', f.original_name);
-      if (session.may.download) a.href = f.url;
+      if (session.may.download) a.href = withLink(f.url);
       const canDelete = session.may.delete || mine(f.url) || ['member', 'uploader'].includes(session.role);
       const del = el('button', 'small', 'Delete');
       del.type = 'button';
@@ -409,7 +461,16 @@
       del.setAttribute('aria-label', 'Delete ' + f.original_name);
       del.addEventListener('click', () => remove(f));
       const when = new Date(f.uploaded_at).toLocaleString();
-      li.append(thumb, a, del, el('span', 'meta', size(f.size) + ' · ' + when));
+      const tools = el('span', 'tools');
+      if (session.may.share) {
+        const share = el('button', 'small', 'Share');
+        share.type = 'button';
+        share.setAttribute('aria-label', 'Share ' + f.original_name);
+        share.addEventListener('click', () => makeLink({ kind: 'file', target: f.name }));
+        tools.append(share);
+      }
+      tools.append(del);
+      li.append(thumb, a, tools, el('span', 'meta', size(f.size) + ' · ' + when));
       list.append(li);
     }
   }
@@ -452,6 +513,18 @@
     input.value = '';
   });
   $('form').addEventListener('submit', (e) => { e.preventDefault(); });
+  $('album-link').addEventListener('submit', (e) => {
+    e.preventDefault();
+    $('share-error').textContent = '';
+    const form = new FormData(e.target);
+    const fields = { kind: form.get('kind'), target: form.get('album'), expires: form.get('expires') };
+    if (form.get('max_files')) fields.max_files = form.get('max_files');
+    makeLink(fields);
+  });
+  $('share-copy').addEventListener('click', () => {
+    $('share-url').select();
+    if (navigator.clipboard) navigator.clipboard.writeText($('share-url').value).catch(() => {});
+  });
 
   showUnfinished();
   Promise.all([loadConfig(), loadSession()]).then(refreshRecent);

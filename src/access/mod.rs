@@ -48,6 +48,8 @@ pub enum Action {
     Download,
     Delete,
     Metrics,
+    /// Make, list and revoke share links.
+    Share,
 }
 
 impl Role {
@@ -77,7 +79,8 @@ impl Role {
         use Action::*;
         match self {
             Role::Admin => true,
-            Role::Member | Role::Uploader => matches!(action, Upload | List | Download),
+            Role::Member => matches!(action, Upload | List | Download | Share),
+            Role::Uploader => matches!(action, Upload | List | Download),
             Role::Viewer => matches!(action, List | Download),
         }
     }
@@ -121,7 +124,8 @@ impl Anonymous {
             Anonymous::Dropbox => action == Action::Upload,
             Anonymous::Viewer => Role::Viewer.may(action),
             Anonymous::None => false,
-            Anonymous::Admin => true,
+            // Links are made by accounts (their maker is who revokes them).
+            Anonymous::Admin => action != Action::Share,
         }
     }
 }
@@ -136,6 +140,8 @@ pub enum Caller {
         role: Role,
         token: bool,
     },
+    /// Whoever holds a share link (`X-Pidrop-Link`, or `?link=`): what the link grants.
+    Link(crate::storage::Link),
 }
 
 impl Caller {
@@ -149,6 +155,7 @@ impl Caller {
             Caller::Account {
                 name, token: true, ..
             } => format!("token:{name}"),
+            Caller::Link(l) => format!("link:{}", l.id),
         }
     }
 
@@ -248,6 +255,9 @@ impl Access {
     /// just no credentials (the page then offers the login again).
     pub fn caller(&self, req: &Request<'_>) -> Result<Caller, AppError> {
         let Some(header) = req.header("authorization") else {
+            if let Some(token) = link_token(req) {
+                return self.link_caller(&token);
+            }
             if session::cookie(req).is_none() {
                 return Ok(Caller::Anonymous);
             }
@@ -343,16 +353,33 @@ impl Access {
                     false => Err(AppError::Forbidden),
                 }
             }
-            Caller::Anonymous => Err(AppError::Unauthorized),
+            Caller::Anonymous | Caller::Link(_) => Err(AppError::Unauthorized),
             Caller::Account { .. } => Err(AppError::Forbidden),
         }
     }
 
-    /// Whether `who` may do `action` (by role, or by `--anonymous`).
+    /// The link a token names, while it lasts: 410 once it has expired or been revoked.
+    fn link_caller(&self, token: &str) -> Result<Caller, AppError> {
+        let key = crate::storage::sha256_hex(token.as_bytes());
+        match self.store.catalogue().link_by_key(&key)? {
+            Some(l) if l.expires_at > crate::time::now_secs() => Ok(Caller::Link(l)),
+            _ => Err(AppError::LinkGone),
+        }
+    }
+
+    /// Whether `who` may do `action` (by role, by `--anonymous`, or by its link — which
+    /// the route then holds to the link's file or album).
     pub fn allows(&self, who: &Caller, action: Action) -> bool {
+        use crate::storage::LinkKind;
         match who {
             Caller::Anonymous => self.anonymous.may(action),
             Caller::Account { role, .. } => role.may(action),
+            Caller::Link(l) => matches!(
+                (l.kind, action),
+                (LinkKind::File, Action::Download)
+                    | (LinkKind::Album, Action::List | Action::Download)
+                    | (LinkKind::Upload, Action::Upload)
+            ),
         }
     }
 
@@ -361,10 +388,22 @@ impl Access {
         let who = self.caller(req)?;
         match (self.allows(&who, action), &who) {
             (true, _) => Ok(who),
-            (false, Caller::Anonymous) => Err(AppError::Unauthorized),
+            (false, Caller::Anonymous | Caller::Link(_)) => Err(AppError::Unauthorized),
             (false, Caller::Account { .. }) => Err(AppError::Forbidden),
         }
     }
+}
+
+/// A share link's token: the `X-Pidrop-Link` header (the page's requests), or a `link`
+/// query parameter (a download or thumbnail the browser fetches by itself).
+pub fn link_token(req: &Request<'_>) -> Option<String> {
+    if let Some(t) = req.header("x-pidrop-link").map(str::trim) {
+        return Some(t.to_string()).filter(|t| !t.is_empty());
+    }
+    crate::upload::query_fields(req.head.query.as_deref())
+        .into_iter()
+        .find(|(k, v)| k == "link" && !v.is_empty())
+        .map(|(_, v)| v)
 }
 
 /// What an `Authorization` header carries.
@@ -425,13 +464,13 @@ mod tests {
     fn the_roles_table() {
         use Action::*;
         let table = [
-            (Role::Admin, [true, true, true, true, true]),
-            (Role::Member, [true, true, true, false, false]),
-            (Role::Uploader, [true, true, true, false, false]),
-            (Role::Viewer, [false, true, true, false, false]),
+            (Role::Admin, [true, true, true, true, true, true]),
+            (Role::Member, [true, true, true, false, false, true]),
+            (Role::Uploader, [true, true, true, false, false, false]),
+            (Role::Viewer, [false, true, true, false, false, false]),
         ];
         for (role, row) in table {
-            for (action, allowed) in [Upload, List, Download, Delete, Metrics]
+            for (action, allowed) in [Upload, List, Download, Delete, Metrics, Share]
                 .into_iter()
                 .zip(row)
             {

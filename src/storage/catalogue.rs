@@ -21,7 +21,7 @@ use super::is_stored_name;
 use super::meta::{decode_fields, encode_fields, Meta};
 
 /// The schema this pidrop writes and reads.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 /// SQLite's page cache, per connection.
 const CACHE_KIB: i64 = 256;
 /// Wait this long for a lock held by another process (`pidrop check` next to the service).
@@ -108,14 +108,31 @@ CREATE INDEX files_by_album ON files (album, uploaded_at, name);
 CREATE INDEX files_by_expiry ON files (expires_at) WHERE expires_at IS NOT NULL;
 ";
 
+/// Schema 7: share links (`links.rs`).
+const SCHEMA_7: &str = "
+CREATE TABLE links (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    max_size INTEGER,
+    max_files INTEGER,
+    used_files INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+";
+
 /// Each schema version's steps, applied in order to a database at an older version.
-const MIGRATIONS: [(i64, &str); 6] = [
+const MIGRATIONS: [(i64, &str); 7] = [
     (1, SCHEMA),
     (2, SCHEMA_2),
     (3, SCHEMA_3),
     (4, SCHEMA_4),
     (5, SCHEMA_5),
     (6, SCHEMA_6),
+    (7, SCHEMA_7),
 ];
 
 /// Which files a listing shows.

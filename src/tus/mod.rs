@@ -66,6 +66,8 @@ impl From<Response> for Reply {
 pub struct Uploader<'a> {
     pub owner: &'a str,
     pub admin: bool,
+    /// The album an upload link holds its uploads to.
+    pub album: Option<&'a str>,
 }
 
 /// A request's hold on one upload (see `Tus::busy`), let go when dropped.

@@ -73,7 +73,7 @@ impl Tus {
             (m, _) => m.to_string(),
         };
         let id = match id {
-            None if method == "POST" => return self.create(cfg, req, who.owner),
+            None if method == "POST" => return self.create(cfg, req, who),
             None => return Err(AppError::MethodNotAllowed { allow: ALLOW_ROOT }),
             Some(id) if is_upload_id(id) => id,
             Some(_) => return Err(AppError::NotFound),
@@ -89,7 +89,13 @@ impl Tus {
 
     /// POST /tus: a new upload, refused before anything is stored if its length, name or
     /// type would be; with a body (creation-with-upload), its first bytes too.
-    fn create(&self, cfg: &Config, req: &mut Request<'_>, owner: &str) -> Result<Reply, AppError> {
+    fn create(
+        &self,
+        cfg: &Config,
+        req: &mut Request<'_>,
+        who: Uploader<'_>,
+    ) -> Result<Reply, AppError> {
+        let owner = who.owner;
         let length = declared_length(req)?;
         if let Some(n) = length.filter(|n| *n > cfg.max_size) {
             let _ = n;
@@ -102,7 +108,11 @@ impl Tus {
         let meta = headers::parse_metadata(&raw_meta)?;
         let original = original_name(&meta)?;
         Ingest::begin(cfg, &self.store, original.clone())?; // the allow-list, before any byte
-        let fields = fields_of(&meta);
+        let mut fields = fields_of(&meta);
+        if let Some(album) = who.album {
+            fields.retain(|(k, _)| k != "album");
+            fields.push(("album".to_string(), album.to_string()));
+        }
         // The album and expiry asked for in the metadata, checked now (applied at the end).
         crate::upload::placement::placement(cfg, &fields, crate::time::now_secs())?;
         self.check_room_for_one_more(req)?;

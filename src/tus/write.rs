@@ -137,9 +137,14 @@ impl Tus {
     ) -> Result<(Arc<Meta>, String), AppError> {
         let mut token = String::new();
         let committed = file.finish().and_then(|mut staged| {
-            crate::upload::label(cfg, &mut staged, &u.fields, &u.owner)?;
+            // An upload link's album was written into the fields at creation.
+            let by = crate::upload::By {
+                owner: u.owner.clone(),
+                album: None,
+            };
+            crate::upload::label(cfg, &mut staged, &u.fields, &by)?;
             token = staged.delete_token.clone();
-            self.store.commit_finishing(vec![staged], Some(&u.id))
+            crate::upload::commit(&self.store, vec![staged], &by, Some(&u.id))
         });
         match committed {
             Ok(mut stored) => {

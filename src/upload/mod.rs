@@ -75,7 +75,7 @@ pub fn multipart(
     cfg: &Config,
     store: &Store,
     req: &mut Request<'_>,
-    owner: &str,
+    by: &By,
 ) -> Result<Outcome, AppError> {
     let ctype = req.header("content-type").unwrap_or("");
     let boundary = multipart::boundary(ctype)?;
@@ -117,7 +117,7 @@ pub fn multipart(
             Err(ParseError::Io(e)) => return Err(body_error(e)),
         }
     }
-    form.commit(owner)
+    form.commit(by)
 }
 
 /// A multipart request in progress: the part being read, the files staged so far, the files
@@ -244,12 +244,12 @@ impl<'a> Form<'a> {
     }
 
     /// Every staged file carries the form's fields; all are listed in one commit.
-    fn commit(mut self, owner: &str) -> Result<Outcome, AppError> {
+    fn commit(mut self, by: &By) -> Result<Outcome, AppError> {
         for s in &mut self.staged {
-            label(self.cfg, s, &self.fields, owner)?;
+            label(self.cfg, s, &self.fields, by)?;
         }
         let delete_tokens = self.staged.iter().map(|s| s.delete_token.clone()).collect();
-        let stored = self.store.commit(self.staged)?;
+        let stored = commit(self.store, self.staged, by, None)?;
         Ok(Outcome {
             stored,
             delete_tokens,
@@ -302,19 +302,59 @@ fn worth_splicing(store: &Store, remaining: Option<u64>) -> bool {
     remaining.is_some_and(|left| left >= SPLICE_FROM) && store.can_splice()
 }
 
+/// Who uploads: the owner its files record (`user:…`, `token:…`, `anonymous:…`, `link:ID`),
+/// and the album an upload link holds it to, whatever its fields say.
+#[derive(Clone, Debug, Default)]
+pub struct By {
+    pub owner: String,
+    pub album: Option<String>,
+}
+
+impl By {
+    /// The upload link it uploads through, if any (its files count against the link).
+    fn link(&self) -> Option<&str> {
+        self.owner.strip_prefix("link:")
+    }
+}
+
 /// A staged file's record completed before its commit: the request's fields, its owner, and
 /// where it goes (album, expiry: `placement.rs`, counted from now).
 pub fn label(
     cfg: &Config,
     staged: &mut Staged,
     fields: &[(String, String)],
-    owner: &str,
+    by: &By,
 ) -> Result<(), AppError> {
-    let p = placement::placement(cfg, fields, crate::time::now_secs())?;
+    let mut p = placement::placement(cfg, fields, crate::time::now_secs())?;
+    if let Some(album) = &by.album {
+        p.album.clone_from(album);
+    }
     staged.meta.fields = fields.to_vec();
-    staged.meta.owner = owner.to_string();
+    staged.meta.owner.clone_from(&by.owner);
     p.apply(&mut staged.meta);
     Ok(())
+}
+
+/// Commits labelled files (`Store::commit_finishing`); through an upload link, they are
+/// counted against its number of files first (403 when used up) and given back if the commit
+/// fails.
+pub fn commit(
+    store: &Store,
+    staged: Vec<Staged>,
+    by: &By,
+    finishing: Option<&str>,
+) -> Result<Vec<Arc<Meta>>, AppError> {
+    let n = staged.len() as u64;
+    if let Some(id) = by.link().filter(|_| n > 0) {
+        if !store.catalogue().use_link(id, n)? {
+            return Err(AppError::LinkUsedUp);
+        }
+    }
+    let committed = store.commit_finishing(staged, finishing);
+    if let (Err(_), Some(id)) = (&committed, by.link()) {
+        let _ = store.catalogue().unuse_link(id, n);
+    }
+    committed
 }
 
 /// `PUT /upload/<name>`: the raw body is the file.
@@ -323,7 +363,7 @@ pub fn put(
     store: &Store,
     req: &mut Request<'_>,
     raw_name: &str,
-    owner: &str,
+    by: &By,
 ) -> Result<(Arc<Meta>, String), AppError> {
     let decoded = percent_decode(raw_name.as_bytes()).ok_or(UploadError::BadName)?;
     let original =
@@ -335,10 +375,9 @@ pub fn put(
     placement::placement(cfg, &fields, crate::time::now_secs())?;
     pump(store, &mut req.body, &mut file, None)?;
     let mut staged = file.finish()?;
-    label(cfg, &mut staged, &fields, owner)?;
+    label(cfg, &mut staged, &fields, by)?;
     let token = staged.delete_token.clone();
-    let meta = store
-        .commit(vec![staged])?
+    let meta = commit(store, vec![staged], by, None)?
         .pop()
         .ok_or(AppError::Internal)?;
     Ok((meta, token))

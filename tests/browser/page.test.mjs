@@ -431,10 +431,10 @@ test('offline for a few seconds mid-upload (a phone that slept): the page finish
 });
 
 /** A drop-box server as shipped (its own dir) and the admin password its first start printed. */
-async function dropBox() {
+async function dropBox(anonymous = 'dropbox') {
   const lines = [];
   const dir = join(root, 'dropbox-' + children.length);
-  const server = await startPidrop(bin, dir, ['--max-size', '1M', '--anonymous', 'dropbox'], children, (l) => lines.push(l));
+  const server = await startPidrop(bin, dir, ['--max-size', '1M', '--anonymous', anonymous], children, (l) => lines.push(l));
   for (let i = 0; i < 100 && !lines.length; i++) await new Promise((r) => setTimeout(r, 50));
   const m = (lines[0] || '').match(/created the account admin with password (\S+)/);
   assert.ok(m, 'no first-admin line: ' + lines.join(' | '));
@@ -501,4 +501,74 @@ test('logging in works without JavaScript, and a wrong password shows the form a
   const listing = await page.goto(server + '/files');
   assert.equal(listing.status(), 200);
   await context.close();
+});
+
+/** A page logged in as admin through the login form. */
+async function loggedIn(server, password) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(server + '/login');
+  await page.fill('input[name=name]', 'admin');
+  await page.fill('input[name=password]', password);
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  await page.waitForSelector('#account .who');
+  return { context, page };
+}
+
+test('share links: an upload link and an album link with QR codes, opened by guests without accounts', async () => {
+  const { server, password } = await dropBox('none');
+  const auth = { Authorization: 'Basic ' + Buffer.from('admin:' + password).toString('base64') };
+  const put = await fetch(server + '/upload/first.png?album=Fest', { method: 'PUT', headers: auth, body: PNG });
+  assert.equal(put.status, 201);
+  const admin = await loggedIn(server, password);
+  const p = admin.page;
+
+  // The album's upload link, made in the page: its address and its QR code.
+  await p.click('#share-title');
+  await p.fill('#album-link input[name=album]', 'Fest');
+  await p.selectOption('#album-link select[name=kind]', 'upload');
+  await p.click('#album-link button[type=submit]');
+  await p.waitForSelector('#share:not([hidden])');
+  await p.waitForFunction(() => { const q = document.getElementById('share-qr'); return q.complete && q.naturalWidth > 0; });
+  const uploadUrl = await p.inputValue('#share-url');
+  assert.match(uploadUrl, /\/s\/[0-9a-f]{32}$/);
+  await p.screenshot({ path: join(shots, 'share-link.png'), fullPage: true });
+
+  // A guest (no account; this server gives guests nothing) uploads through it.
+  const guest = await browser.newContext();
+  const g = await guest.newPage();
+  await g.goto(uploadUrl);
+  await g.waitForSelector('#link-note:has-text("Fest")');
+  await g.setInputFiles('#files', [{ name: 'guest.png', mimeType: 'image/png', buffer: PNG }]);
+  await g.waitForFunction(() => document.querySelectorAll('#queue .state.done').length === 1);
+  const album = await (await fetch(server + '/files?album=Fest', { headers: auth })).json();
+  assert.deepEqual(album.files.map((f) => f.original_name).sort(), ['first.png', 'guest.png']);
+  await guest.close();
+
+  // The album's view link: a guest sees both photos, with thumbnails, and downloads them.
+  await p.fill('#album-link input[name=album]', 'Fest');
+  await p.selectOption('#album-link select[name=kind]', 'album');
+  await p.click('#album-link button[type=submit]');
+  await p.waitForFunction((before) => document.getElementById('share-url').value !== before, uploadUrl);
+  const viewUrl = await p.inputValue('#share-url');
+  const viewer = await browser.newContext();
+  const v = await viewer.newPage();
+  await v.goto(viewUrl);
+  await v.waitForSelector('#recent-title:text-is("Album: Fest")');
+  await v.waitForSelector('#recent a.name:text-is("guest.png")');
+  assert.equal(await v.isVisible('#drop'), false);
+  const href = await v.getAttribute('#recent a.name:text-is("first.png")', 'href');
+  assert.equal(await v.evaluate((h) => fetch(h).then((r) => r.status), href), 200);
+  await v.waitForFunction(() => [...document.querySelectorAll('#recent img.thumb')].some((i) => i.complete && i.naturalWidth > 0));
+  await viewer.close();
+
+  // A file's own link, from its Share button.
+  await p.reload();
+  await p.click('#recent li:has-text("first.png") button:text-is("Share")');
+  await p.waitForSelector('#share-what:text-is("Download link")');
+  const fileUrl = await p.inputValue('#share-url');
+  const got = await fetch(fileUrl);
+  assert.equal(got.status, 200);
+  assert.deepEqual(Buffer.from(await got.arrayBuffer()), PNG);
+  await admin.context.close();
 });

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use crate::harness::{
-    eventually, list, name_of, png, post_form, raw, request, tus_whole, Form, Server,
+    eventually, list, name_of, original_names, png, post_form, raw, request, tus_whole, Form,
+    Server,
 };
 
 fn b64(s: &str) -> String {
@@ -14,16 +15,7 @@ fn b64(s: &str) -> String {
 }
 
 fn names_in(srv: &Server, path: &str) -> Vec<String> {
-    let r = srv.get(path);
-    assert_eq!(r.status, 200, "{}", r.text());
-    let mut names: Vec<String> = r.json()["files"]
-        .as_array()
-        .expect("files")
-        .iter()
-        .map(|f| f["original_name"].as_str().unwrap_or("").to_string())
-        .collect();
-    names.sort();
-    names
+    original_names(&srv.get(path))
 }
 
 #[test]

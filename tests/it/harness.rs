@@ -597,6 +597,19 @@ pub fn tus_whole(addr: SocketAddr, metadata: &str, body: &[u8]) -> Resp {
     )
 }
 
+/// The original names in a listing's answer, sorted.
+pub fn original_names(resp: &Resp) -> Vec<String> {
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let mut names: Vec<String> = resp.json()["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["original_name"].as_str().unwrap_or("").to_string())
+        .collect();
+    names.sort();
+    names
+}
+
 /// The stored name of the first file in an upload's answer.
 pub fn name_of(resp: &Resp) -> String {
     resp.json()["files"][0]["name"]

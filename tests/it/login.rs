@@ -31,7 +31,7 @@ fn get_with_cookie(srv: &Server, path: &str, cookie: &str) -> Resp {
 }
 
 /// The password the first start printed.
-fn first_password(srv: &mut Server) -> String {
+pub fn first_password(srv: &mut Server) -> String {
     let line = srv.stdout_line();
     let pw = line
         .strip_prefix("created the account admin with password ")

@@ -15,6 +15,7 @@ mod harness;
 mod hooks;
 mod hosts;
 mod http_core;
+mod links;
 mod login;
 mod metrics;
 mod state;
