@@ -80,11 +80,26 @@ pub fn root_alias(path: &str) -> Option<&'static str> {
 /// read from that directory on every request (only the names above: nothing else is served
 /// from it), falling back to the embedded one when the copy is missing. Each carries an ETag
 /// (from its bytes), so a visit revalidates with `If-None-Match` and gets a 304, not the file.
-pub fn get(name: &str, dir: Option<&std::path::Path>, req: &Request<'_>) -> Option<Response> {
+pub fn get(
+    name: &str,
+    dir: Option<&std::path::Path>,
+    base: &str,
+    req: &Request<'_>,
+) -> Option<Response> {
     let (_, ctype, bytes) = FILES.iter().find(|(n, _, _)| *n == name)?;
     let body: std::borrow::Cow<'static, [u8]> = match dir.map(|d| std::fs::read(d.join(name))) {
         Some(Ok(edited)) => edited.into(),
         _ => (*bytes).into(),
+    };
+    // Under `--base-path`, the page's and the manifest's own addresses carry it.
+    let body = match (
+        base.is_empty(),
+        name.ends_with(".html") || name.ends_with(".webmanifest"),
+    ) {
+        (false, true) => with_base(&String::from_utf8_lossy(&body), base)
+            .into_bytes()
+            .into(),
+        _ => body,
     };
     let digest = Sha256::digest(&body);
     let etag = format!("\"{}\"", hex(&digest[..12]));
@@ -103,7 +118,6 @@ pub fn get(name: &str, dir: Option<&std::path::Path>, req: &Request<'_>) -> Opti
     Some(r)
 }
 
-/// The short page a no-JavaScript form post gets back; `items` is already escaped HTML.
 /// The login form (`note`: HTML of a message above it, already escaped). Posts to `/login`;
 /// works without JavaScript.
 pub fn login_page(note: &str) -> String {
@@ -112,6 +126,16 @@ pub fn login_page(note: &str) -> String {
     )
 }
 
+/// `text` (HTML, a manifest) with every absolute address in an attribute or a JSON string
+/// (`"/…`) moved under `base` (`--base-path`): `href="/static/x"` → `href="/drop/static/x"`.
+pub fn with_base(text: &str, base: &str) -> String {
+    if base.is_empty() {
+        return text.to_string();
+    }
+    text.replace("\"/", &format!("\"{base}/"))
+}
+
+/// The short page a no-JavaScript form post gets back; `items` is already escaped HTML.
 pub fn result_page(items: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>pidrop — upload result</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head><body><main><h1>Upload result</h1><ul class=\"result\">{items}</ul><p><a class=\"button\" href=\"/\">Upload more</a></p></main></body></html>"

@@ -51,6 +51,8 @@ enum Key {
     ExpireAfter,
     MaxExpiry,
     MaxTotal,
+    TrustedProxies,
+    BasePath,
     StaticDir,
     Log,
 }
@@ -101,6 +103,8 @@ const SETTINGS: &[Setting] = &[
     Setting { key: Key::ExpireAfter, name: "expire-after", default: "off", help: "every upload's lifetime (e.g. 7d, 12h); then it is no longer listed or served, and removed. An upload may ask for less with an expires field (1h, 7d)" },
     Setting { key: Key::MaxExpiry, name: "max-expiry", default: "off", help: "the longest lifetime an upload's expires field may ask for (a longer one is cut to this)" },
     Setting { key: Key::MaxTotal, name: "max-total", default: "off", help: "most bytes the stored files may take together (e.g. 200G); an upload past it gets 507" },
+    Setting { key: Key::TrustedProxies, name: "trusted-proxies", default: "", help: "reverse proxies (CIDR,… e.g. 127.0.0.1/32) whose X-Forwarded-For, -Proto and -Host are believed: the client's address, HTTPS, the host name; from anyone else they are ignored" },
+    Setting { key: Key::BasePath, name: "base-path", default: "", help: "serve under this path behind a reverse proxy (e.g. /drop): every URL pidrop emits carries it; requests may come with or without it" },
     Setting { key: Key::StaticDir, name: "static-dir", default: "", help: "serve an edited copy of the page (index.html, app.js, style.css) from this directory instead of the embedded one" },
     Setting { key: Key::Log, name: "log", default: "info", help: "log level: error, warn, info, debug, trace (RUST_LOG also works)" },
 ];
@@ -133,6 +137,10 @@ pub struct Config {
     pub max_expiry: Option<Duration>,
     /// Most bytes stored in all (`--max-total`).
     pub max_total: Option<u64>,
+    /// Proxies whose `X-Forwarded-*` are believed (`--trusted-proxies`).
+    pub trusted_proxies: Vec<crate::proxy::Cidr>,
+    /// `/drop`, or empty (`--base-path`).
+    pub base_path: String,
     pub static_dir: Option<PathBuf>,
     pub log: String,
 }
@@ -437,6 +445,16 @@ fn build(v: &Values) -> Result<Config, ConfigError> {
             Key::MaxTotal,
             parse_size,
             "expected off or a size such as 200G",
+        )?,
+        trusted_proxies: v.typed(
+            Key::TrustedProxies,
+            crate::proxy::parse_list,
+            "expected addresses or ranges such as 127.0.0.1/32,10.0.0.0/8",
+        )?,
+        base_path: v.typed(
+            Key::BasePath,
+            crate::proxy::parse_base_path,
+            "expected a path such as /drop (letters, digits, - _ . ~)",
         )?,
         static_dir: v.path(Key::StaticDir),
         log: v.text(Key::Log).1.to_string(),

@@ -22,6 +22,7 @@ pub mod logger;
 pub mod login;
 pub mod metrics;
 pub mod multipart;
+pub mod proxy;
 pub mod refusals;
 pub mod routes;
 pub mod serve;

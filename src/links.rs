@@ -158,8 +158,8 @@ impl App {
             kind.name(),
             link.target
         );
-        let path = format!("/s/{token}");
-        let full = format!("http://{}{path}", req.header("host").unwrap_or("localhost"));
+        let path = self.url(&format!("/s/{token}"));
+        let full = format!("{}{path}", self.origin_of(req));
         let body = link_fields(Obj::new(), &link)
             .str("url", &path)
             .str("full_url", &full)
@@ -199,10 +199,7 @@ impl App {
             .ok_or(AppError::LinkGone)?;
         match link.kind {
             LinkKind::File => crate::serve::file(&self.store, req, &link.target),
-            LinkKind::Album | LinkKind::Upload => {
-                crate::assets::get("index.html", self.cfg.static_dir.as_deref(), req)
-                    .ok_or(AppError::NotFound)
-            }
+            LinkKind::Album | LinkKind::Upload => self.asset("index.html", req),
         }
     }
 }

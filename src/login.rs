@@ -17,7 +17,7 @@ impl App {
     /// `/login`: the form (GET), or a login (POST).
     pub(crate) fn login(&self, req: &mut Request<'_>) -> Result<Response, AppError> {
         match req.method() {
-            "GET" | "HEAD" => Ok(login_page(200, None)),
+            "GET" | "HEAD" => Ok(self.login_page(200, None)),
             "POST" => self.login_post(req),
             _ => Err(AppError::MethodNotAllowed {
                 allow: "GET, HEAD, POST",
@@ -35,10 +35,10 @@ impl App {
         };
         let (who, token) = match self.access.login(req, name, password) {
             Ok(ok) => ok,
-            Err(e) if html => return Ok(login_page(e.status(), Some(&e.to_string()))),
+            Err(e) if html => return Ok(self.login_page(e.status(), Some(&e.to_string()))),
             Err(e) => return Err(e),
         };
-        let cookie = session::set_cookie(&token, "/", false);
+        let cookie = session::set_cookie(&token, &self.cookie_path(), req.forwarded.secure);
         let r = match html {
             true => Response::new(303).header("Location", "/"),
             false => Response::json(200, self.session_fields(&who).finish()),
@@ -58,7 +58,8 @@ impl App {
             true => Response::new(303).header("Location", "/"),
             false => Response::new(204),
         };
-        Ok(r.header("Set-Cookie", session::clear_cookie("/", false))
+        let clear = session::clear_cookie(&self.cookie_path(), req.forwarded.secure);
+        Ok(r.header("Set-Cookie", clear)
             .header("Cache-Control", "no-store"))
     }
 
@@ -138,12 +139,18 @@ pub(crate) fn read_form(req: &mut Request<'_>) -> Result<Vec<(String, String)>, 
     Ok(crate::upload::query_fields(Some(&text)))
 }
 
-/// The login page (`message`: why the last try failed).
-fn login_page(status: u16, message: Option<&str>) -> Response {
-    let note = message
-        .map(|m| format!("<p class=\"err\" role=\"alert\">{}</p>", html_escape(m)))
-        .unwrap_or_default();
-    let page = crate::assets::login_page(&note);
+impl App {
+    /// The login page (`message`: why the last try failed).
+    fn login_page(&self, status: u16, message: Option<&str>) -> Response {
+        let note = message
+            .map(|m| format!("<p class=\"err\" role=\"alert\">{}</p>", html_escape(m)))
+            .unwrap_or_default();
+        let page = crate::assets::with_base(&crate::assets::login_page(&note), &self.cfg.base_path);
+        page_response(status, page)
+    }
+}
+
+fn page_response(status: u16, page: String) -> Response {
     let mut r = Response::with_body(status, "text/html; charset=utf-8", page.into_bytes());
     for (k, v) in crate::assets::PAGE_HEADERS {
         r.set_header(k, *v);

@@ -44,6 +44,7 @@ pub struct App {
 impl Service for App {
     fn handle(&self, req: &mut Request<'_>) -> Response {
         let started = Instant::now();
+        crate::proxy::apply(&self.cfg.trusted_proxies, &self.cfg.base_path, req);
         let r = match self.route(req) {
             Ok(r) => r,
             Err(e) => {
@@ -55,6 +56,13 @@ impl Service for App {
         };
         self.metrics.answered(r.status, r.code, started.elapsed());
         let mut r = r;
+        // Addresses in headers are made here, once, under `--base-path`.
+        for h in ["Location", "Pidrop-File-Url"] {
+            if let Some(v) = r.header_value(h).filter(|v| v.starts_with('/')) {
+                let v = self.url(v);
+                r.set_header(h, v);
+            }
+        }
         if r.status == 401 && may_challenge(req) {
             r.set_header(
                 "WWW-Authenticate",
@@ -261,17 +269,43 @@ impl App {
 
     /// DNS rebinding is refused here, before any route, for every method.
     fn check_host(&self, req: &Request<'_>) -> Result<(), AppError> {
-        if self.hosts.allows(req.header("host"), req.peer.ip()) {
+        if self.hosts.allows(req.host(), req.peer.ip()) {
             return Ok(());
         }
-        let host = req.header("host").unwrap_or("");
+        let host = req.host().unwrap_or("");
         let why = format!("Host {host:?} is not one of this machine's names (see --hosts)");
         self.host_refusals.note(req.peer.ip(), &why);
         Err(AppError::MisdirectedHost)
     }
 
-    fn asset(&self, name: &str, req: &Request<'_>) -> Result<Response, AppError> {
-        assets::get(name, self.cfg.static_dir.as_deref(), req).ok_or(AppError::NotFound)
+    pub(crate) fn asset(&self, name: &str, req: &Request<'_>) -> Result<Response, AppError> {
+        assets::get(
+            name,
+            self.cfg.static_dir.as_deref(),
+            &self.cfg.base_path,
+            req,
+        )
+        .ok_or(AppError::NotFound)
+    }
+
+    /// An address pidrop emits: `path` under `--base-path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.cfg.base_path, path)
+    }
+
+    /// The path session cookies are sent for.
+    pub(crate) fn cookie_path(&self) -> String {
+        self.url("/")
+    }
+
+    /// `http://host` or `https://host` as the client reached pidrop (through a trusted proxy).
+    pub(crate) fn origin_of(&self, req: &Request<'_>) -> String {
+        let scheme = if req.forwarded.secure {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", req.host().unwrap_or("localhost"))
     }
 
     /// `POST /upload`: a multipart form; JSON, or a page for a form posted without JavaScript.
@@ -286,7 +320,7 @@ impl App {
         let outcome = upload::multipart(cfg, &self.store, req, by)?;
         self.stored(Via::Multipart, &outcome);
         Ok(if html {
-            outcome_page(&outcome)
+            outcome_page(&outcome, &self.cfg.base_path)
         } else {
             self.outcome_json(&outcome)
         })
@@ -404,7 +438,7 @@ impl App {
             .num("size", m.size)
             .str("type", &m.mime)
             .opt_str("sha256", Some(m.sha256.as_str()).filter(|s| !s.is_empty()))
-            .str("url", &file_url(m))
+            .str("url", &self.url(&file_url(m)))
             .opt_str("thumbnail_url", self.thumbnail_url(m).as_deref())
             .str("uploaded_at", &rfc3339(m.uploaded_time()))
             .opt_str("album", Some(m.album.as_str()).filter(|a| !a.is_empty()))
@@ -508,7 +542,7 @@ impl App {
     fn thumbnail_url(&self, m: &Meta) -> Option<String> {
         #[cfg(feature = "thumbnails")]
         if self.thumbs.available(&m.name, &m.mime) {
-            return Some(format!("/thumbnails/{}", m.name));
+            return Some(self.url(&format!("/thumbnails/{}", m.name)));
         }
         let _ = m;
         None
@@ -546,7 +580,7 @@ impl App {
         }
         if let Some(origin) = req.header("origin") {
             let origin = origin.trim_end_matches('/');
-            let host = req.header("host").unwrap_or("");
+            let host = req.host().unwrap_or("");
             let same = origin
                 .strip_prefix("http://")
                 .or_else(|| origin.strip_prefix("https://"))
@@ -699,7 +733,7 @@ pub(crate) fn wants_html(req: &Request<'_>) -> bool {
     accept.contains("text/html") && req.header("x-requested-with").is_none()
 }
 
-fn outcome_page(o: &Outcome) -> Response {
+fn outcome_page(o: &Outcome, base: &str) -> Response {
     let mut items = String::new();
     for m in &o.stored {
         items.push_str(&format!(
@@ -719,7 +753,7 @@ fn outcome_page(o: &Outcome) -> Response {
     if o.stored.is_empty() && o.refused.is_empty() {
         items.push_str("<li class=\"err\">No file was chosen.</li>");
     }
-    let page = assets::result_page(&items);
+    let page = assets::with_base(&assets::result_page(&items), base);
     let mut r = Response::with_body(status_of(o), "text/html; charset=utf-8", page.into_bytes());
     for (k, v) in assets::PAGE_HEADERS {
         r.set_header(k, *v);

@@ -9,8 +9,10 @@
   const $ = (id) => document.getElementById(id);
   const drop = $('drop'), input = $('files'), queueEl = $('queue'), live = $('live');
   let config = null;
-  // Opened through a share link (/s/<token>): every request carries its token.
-  const LINK = location.pathname.startsWith('/s/') ? location.pathname.slice(3) : null;
+  // Where pidrop is mounted (`--base-path`, behind a proxy): this script's own address says.
+  const BASE = new URL(document.currentScript.src).pathname.replace(/\/static\/app\.js$/, '');
+  // Opened through a share link (<base>/s/<token>): every request carries its token.
+  const LINK = location.pathname.startsWith(BASE + '/s/') ? location.pathname.slice(BASE.length + 3) : null;
   const LINKED = LINK ? { 'X-Pidrop-Link': LINK } : {};
   const withLink = (url) => (LINK ? url + (url.includes('?') ? '&' : '?') + 'link=' + encodeURIComponent(LINK) : url);
   function api(url, options = {}) {
@@ -49,7 +51,7 @@
   // The account bar: "Log in", or the name with a logout button (a plain form post: it works
   // the same without this script).
   function loadSession() {
-    return api('/session')
+    return api(BASE + '/session')
       .then((r) => r.json())
       .then((s) => {
         if (s.error) { showLinkGone(s.error.message); return; }
@@ -93,7 +95,7 @@
   }
 
   function makeLink(fields) {
-    return api('/links', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields) })
+    return api(BASE + '/links', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields) })
       .then((r) => r.json().then((body) => { if (!r.ok) throw new Error(serverMessage(body, r.status)); return body; }))
       .then(showShared)
       .catch((e) => { $('share-error').textContent = e.message; });
@@ -104,13 +106,13 @@
     if (!session.user) {
       const a = el('a', '', 'Log in');
       a.id = 'login-link';
-      a.href = '/login';
+      a.href = BASE + '/login';
       bar.replaceChildren(a);
       return;
     }
     const form = el('form');
     form.method = 'post';
-    form.action = '/logout';
+    form.action = BASE + '/logout';
     const out = el('button', 'small', 'Log out');
     out.type = 'submit';
     form.append(out);
@@ -139,7 +141,7 @@
   }
 
   function loadConfig() {
-    return api('/config')
+    return api(BASE + '/config')
       .then((r) => r.json())
       .then((c) => {
         config = c;
@@ -303,7 +305,7 @@
       localStorage.removeItem(keyOf(f));
     }
     const meta = 'filename ' + b64(f.name) + (f.type ? ',filetype ' + b64(f.type) : '');
-    const c = await call(item, 'POST', '/tus', { 'Upload-Length': f.size, 'Upload-Metadata': meta });
+    const c = await call(item, 'POST', BASE + '/tus', { 'Upload-Length': f.size, 'Upload-Metadata': meta });
     if (c.status !== 201) throw c;
     const url = c.getResponseHeader('Location');
     localStorage.setItem(keyOf(f), url);
@@ -413,7 +415,7 @@
     note.hidden = !own;
     note.textContent = own ? 'Files uploaded from this browser. Log in to see everything.' : '';
     if (own) { renderRecent(myUploads()); return; }
-    api('/files?limit=30')
+    api(BASE + '/files?limit=30')
       .then((r) => r.json())
       .then((data) => renderRecent(data.files || []))
       .catch(() => {});

@@ -13,6 +13,6 @@ pub mod response;
 pub mod server;
 
 pub use head::HeadLimits;
-pub use request::{body_error, MinRate, Request};
+pub use request::{body_error, Forwarded, MinRate, Request};
 pub use response::{Payload, Response};
 pub use server::{run, Load, ServerConfig, Service};

@@ -14,9 +14,21 @@ use crate::sys::Pipe;
 /// One request, as handed to the handler.
 pub struct Request<'c> {
     pub head: Head,
-    /// The client's address (the TCP peer).
+    /// The client's address: the TCP peer, or — behind a trusted reverse proxy — the address
+    /// its `X-Forwarded-For` names (`proxy.rs` sets it before routing).
     pub peer: std::net::SocketAddr,
     pub body: Body<'c>,
+    /// What a trusted reverse proxy said of the original request.
+    pub forwarded: Forwarded,
+}
+
+/// What a trusted proxy's `X-Forwarded-Proto` and `X-Forwarded-Host` said.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The client spoke HTTPS to the proxy (cookies get `Secure`, URLs `https://`).
+    pub secure: bool,
+    /// The host name the client asked the proxy for.
+    pub host: Option<String>,
 }
 
 impl Request<'_> {
@@ -28,6 +40,13 @@ impl Request<'_> {
     }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.head.header(name)
+    }
+    /// The host the client asked for: a trusted proxy's `X-Forwarded-Host`, else `Host`.
+    pub fn host(&self) -> Option<&str> {
+        self.forwarded
+            .host
+            .as_deref()
+            .or_else(|| self.header("host"))
     }
 }
 

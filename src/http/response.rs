@@ -70,6 +70,14 @@ impl Response {
         self
     }
 
+    /// A header's value, if set.
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Sets a header, replacing any earlier value of the same name.
     pub fn set_header(&mut self, name: &'static str, value: impl Into<String>) {
         self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));

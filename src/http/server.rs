@@ -411,6 +411,7 @@ fn serve_request(
         peer,
         body: Body::new(conn, &head, cfg.body_timeout, cfg.min_rate),
         head,
+        forwarded: Default::default(),
     };
     let resp = handle(shared, &mut req);
     let (keep, must_linger) = settle_body(shared, &mut req, &resp);

@@ -572,3 +572,32 @@ test('share links: an upload link and an album link with QR codes, opened by gue
   assert.deepEqual(Buffer.from(await got.arrayBuffer()), PNG);
   await admin.context.close();
 });
+
+test('under --base-path the page uploads, lists and logs in at its own addresses', async () => {
+  const lines = [];
+  const dir = join(root, 'based-' + children.length);
+  const server = await startPidrop(bin, dir, ['--max-size', '1M', '--anonymous', 'dropbox', '--base-path', '/drop'], children, (l) => lines.push(l));
+  for (let i = 0; i < 100 && !lines.length; i++) await new Promise((r) => setTimeout(r, 50));
+  const password = (lines[0] || '').match(/password (\S+)/)[1];
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const outside = [];
+  page.on('request', (r) => { const u = new URL(r.url()); if (!u.pathname.startsWith('/drop/')) outside.push(u.pathname); });
+  await page.goto(server + '/drop/');
+  await page.waitForSelector('#limits:has-text("per file")');
+  await page.setInputFiles('#files', [{ name: 'based.txt', mimeType: 'text/plain', buffer: Buffer.from('under a path\n') }]);
+  await page.waitForFunction(() => document.querySelectorAll('#queue .state.done').length === 1);
+  await page.waitForSelector('#recent span.name:text-is("based.txt")');
+  assert.equal(await page.getAttribute('#login-link', 'href'), '/drop/login');
+  await Promise.all([page.waitForNavigation(), page.click('#login-link')]);
+  await page.fill('input[name=name]', 'admin');
+  await page.fill('input[name=password]', password);
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  assert.equal(new URL(page.url()).pathname, '/drop/');
+  await page.waitForSelector('#recent a.name:text-is("based.txt")');
+  assert.match(await page.getAttribute('#recent a.name', 'href'), /^\/drop\/files\//);
+  const cookie = (await context.cookies()).find((c) => c.name === 'pidrop_session');
+  assert.equal(cookie.path, '/drop/');
+  assert.deepEqual(outside, [], 'every request stays under /drop/');
+  await context.close();
+});

@@ -18,6 +18,7 @@ mod http_core;
 mod links;
 mod login;
 mod metrics;
+mod proxy;
 mod state;
 mod thumbnails;
 mod tus;
