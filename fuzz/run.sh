@@ -16,7 +16,7 @@ export RUSTC_BOOTSTRAP=1
 # make — is still reported as a finding.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-quarantine_size_mb=16}
 
-mkdir -p corpus/request_head corpus/chunked corpus/multipart corpus/disposition corpus/range corpus/tus_headers corpus/authorization
+mkdir -p corpus/request_head corpus/chunked corpus/multipart corpus/disposition corpus/range corpus/tus_headers corpus/authorization corpus/s3_xml corpus/forwarded
 printf 'POST /upload HTTP/1.1\r\nHost: pi.local\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n' > corpus/request_head/post
 printf 'PUT /upload/a.jpg HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n' > corpus/request_head/chunked
 printf 'GET http://pi.local/files?x=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n' > corpus/request_head/absolute
@@ -30,6 +30,9 @@ printf 'sha1 qvTGHdzF6KLavt4PO0gs2a6pQ00=' > corpus/tus_headers/sha1
 printf 'sha256 LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=' > corpus/tus_headers/sha256
 printf 'Basic YWRhOnNlY3JldA==' > corpus/authorization/basic
 printf 'Bearer 0123456789abcdef' > corpus/authorization/bearer
+printf '<ListBucketResult><Contents><Key>a&amp;b.png</Key><Size>3</Size></Contents><IsTruncated>false</IsTruncated></ListBucketResult>' > corpus/s3_xml/list
+printf '127.0.0.1/32, 10.0.0.0/8,::1' > corpus/forwarded/ranges
+printf '/drop/' > corpus/forwarded/base
 # Multipart seeds: the in-repo corpus recorded from real clients (and the shared edge cases
 # when ../shared is there), each with its boundary rewritten to the target's "b0undary".
 seed() { # FILE BOUNDARY OUT
@@ -52,7 +55,7 @@ else
 fi
 
 cargo fuzz build --release 2>&1 | tail -3
-for t in request_head chunked multipart disposition range tus_headers authorization; do
+for t in request_head chunked multipart disposition range tus_headers authorization s3_xml forwarded; do
   dict=()
   case $t in
     multipart|disposition) dict=(-dict=dict/multipart.dict) ;;

@@ -25,6 +25,8 @@ pub mod multipart;
 pub mod proxy;
 pub mod refusals;
 pub mod routes;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod serve;
 pub mod storage;
 pub mod sys;

@@ -19,6 +19,8 @@ mod links;
 mod login;
 mod metrics;
 mod proxy;
+#[cfg(feature = "s3")]
+mod s3;
 mod state;
 mod thumbnails;
 mod tus;
