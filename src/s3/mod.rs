@@ -236,7 +236,9 @@ impl Bucket {
             s.write_all(body)?;
             let reply = s.finish()?;
             tries += 1;
-            if reply.status == 403 && tries == 1 && self.learn_clock(&reply) {
+            // AWS says 403 RequestTimeTooSkewed, Garage 400 "Date is too old": either way,
+            // when the server's clock is far from the one signed with, sign again with it.
+            if matches!(reply.status, 400 | 403) && tries == 1 && self.learn_clock(&reply) {
                 continue;
             }
             self.learn_clock(&reply);
