@@ -4,7 +4,8 @@ PyPI `redbot`), against the real binary on 127.0.0.1.
 
 Why: RFC 9110/9111 details (validators, 304s, If-Range, Cache-Control) are easy to get subtly
 wrong, and REDbot probes them the way caches and browsers do. Every URL kind pidrop serves is
-checked (the page, an asset, a stored file, a thumbnail, the listing); a note of level WARN or
+checked (the page, an asset, a stored file, a thumbnail, the listing, the login form, the
+session); a note of level WARN or
 BAD fails the check. Prints one line per URL and a closing `redbot: N passed, N failed`.
 
 Usage: tests/redbot/check.py PATH_TO_PIDROP_BINARY
@@ -55,7 +56,8 @@ def main():
     with pidrop(sys.argv[1]) as (base, _work):
         text = put(base, "notes.txt", "Grüße\n".encode() * 300)
         photo = put(base, "photo.png", png())
-        urls = ["/", "/static/app.js", "/static/style.css", text["url"], "/files?limit=5"]
+        urls = ["/", "/static/app.js", "/static/style.css", text["url"], "/files?limit=5",
+                "/login", "/session"]
         if photo.get("thumbnail_url"):
             urls.append(photo["thumbnail_url"])
         checks = []
