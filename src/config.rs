@@ -53,6 +53,12 @@ enum Key {
     MaxTotal,
     TrustedProxies,
     BasePath,
+    Store,
+    S3Endpoint,
+    S3Bucket,
+    S3Region,
+    S3Prefix,
+    S3Credentials,
     StaticDir,
     Log,
 }
@@ -105,6 +111,12 @@ const SETTINGS: &[Setting] = &[
     Setting { key: Key::MaxTotal, name: "max-total", default: "off", help: "most bytes the stored files may take together (e.g. 200G); an upload past it gets 507" },
     Setting { key: Key::TrustedProxies, name: "trusted-proxies", default: "", help: "reverse proxies (CIDR,… e.g. 127.0.0.1/32) whose X-Forwarded-For, -Proto and -Host are believed: the client's address, HTTPS, the host name; from anyone else they are ignored" },
     Setting { key: Key::BasePath, name: "base-path", default: "", help: "serve under this path behind a reverse proxy (e.g. /drop): every URL pidrop emits carries it; requests may come with or without it" },
+    Setting { key: Key::Store, name: "store", default: "local", help: "where stored files live: local (the upload dir) or s3 (a bucket: --s3-endpoint, --s3-bucket; credentials from PIDROP_S3_ACCESS_KEY_ID and PIDROP_S3_SECRET_ACCESS_KEY or --s3-credentials)" },
+    Setting { key: Key::S3Endpoint, name: "s3-endpoint", default: "", help: "the S3 server, e.g. http://garage.local:3900" },
+    Setting { key: Key::S3Bucket, name: "s3-bucket", default: "", help: "the bucket stored files go to" },
+    Setting { key: Key::S3Region, name: "s3-region", default: "garage", help: "the region signatures name (Garage's default is garage; AWS: us-east-1 …)" },
+    Setting { key: Key::S3Prefix, name: "s3-prefix", default: "", help: "a prefix for every object key, e.g. pidrop/" },
+    Setting { key: Key::S3Credentials, name: "s3-credentials", default: "", help: "a file with access_key_id = … and secret_access_key = … lines (default: $CREDENTIALS_DIRECTORY/s3 under systemd's LoadCredential=, else the PIDROP_S3_* environment variables)" },
     Setting { key: Key::StaticDir, name: "static-dir", default: "", help: "serve an edited copy of the page (index.html, app.js, style.css) from this directory instead of the embedded one" },
     Setting { key: Key::Log, name: "log", default: "info", help: "log level: error, warn, info, debug, trace (RUST_LOG also works)" },
 ];
@@ -141,6 +153,8 @@ pub struct Config {
     pub trusted_proxies: Vec<crate::proxy::Cidr>,
     /// `/drop`, or empty (`--base-path`).
     pub base_path: String,
+    /// `--store s3`: the bucket's settings (credentials are read at start, never here).
+    pub s3: Option<S3Config>,
     pub static_dir: Option<PathBuf>,
     pub log: String,
 }
@@ -456,9 +470,46 @@ fn build(v: &Values) -> Result<Config, ConfigError> {
             crate::proxy::parse_base_path,
             "expected a path such as /drop (letters, digits, - _ . ~)",
         )?,
+        s3: s3_config(v)?,
         static_dir: v.path(Key::StaticDir),
         log: v.text(Key::Log).1.to_string(),
     })
+}
+
+/// Where `--store s3` keeps stored files.
+#[derive(Clone, Debug)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub prefix: String,
+    pub credentials: Option<PathBuf>,
+}
+
+/// `--store` and the `--s3-*` settings.
+fn s3_config(v: &Values) -> Result<Option<S3Config>, ConfigError> {
+    let store = v.typed(
+        Key::Store,
+        |s| matches!(s, "local" | "s3").then(|| s.to_string()),
+        "expected local or s3",
+    )?;
+    if store == "local" {
+        return Ok(None);
+    }
+    let need = |key| {
+        v.typed(
+            key,
+            |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string()),
+            "required with --store s3",
+        )
+    };
+    Ok(Some(S3Config {
+        endpoint: need(Key::S3Endpoint)?,
+        bucket: need(Key::S3Bucket)?,
+        region: need(Key::S3Region)?,
+        prefix: v.text(Key::S3Prefix).1.to_string(),
+        credentials: v.path(Key::S3Credentials),
+    }))
 }
 
 /// The hook commands, split into words (no shell), and their limits.

@@ -157,6 +157,28 @@ fn spawn_sweeper(app: Arc<App>) -> Result<(), String> {
         .map_err(|e| format!("cannot start the expiry sweeper: {e}"))
 }
 
+/// `--store s3`: stored files go to the bucket (checked now; start-up fails with the reason).
+#[cfg(feature = "s3")]
+fn with_bucket(
+    store: storage::Store,
+    s3: &pidrop::config::S3Config,
+) -> Result<storage::Store, storage::OpenError> {
+    let bucket =
+        pidrop::s3::connect(s3).map_err(|e| storage::OpenError::Io(std::io::Error::other(e)))?;
+    log::info!("stored files go to bucket {} at {}", s3.bucket, s3.endpoint);
+    store.with_bucket(Arc::new(bucket), &s3.prefix)
+}
+
+#[cfg(not(feature = "s3"))]
+fn with_bucket(
+    _: storage::Store,
+    _: &pidrop::config::S3Config,
+) -> Result<storage::Store, storage::OpenError> {
+    Err(storage::OpenError::Io(std::io::Error::other(
+        "this build has no S3 support (feature s3)",
+    )))
+}
+
 /// Opens the upload dir and its catalogue; a damaged catalogue, or one from a newer pidrop, is
 /// refused with the command that makes a new one from the files.
 fn open_store(cfg: &config::Config) -> Result<storage::Store, String> {
@@ -167,6 +189,10 @@ fn open_store(cfg: &config::Config) -> Result<storage::Store, String> {
         cfg.checksum,
     )
     .map(|s| s.with_max_total(cfg.max_total))
+    .and_then(|s| match &cfg.s3 {
+        None => Ok(s),
+        Some(s3) => with_bucket(s, s3),
+    })
     .map_err(|e| {
         let mut msg = format!("cannot use upload directory {}: {e}", cfg.dir.display());
         if matches!(e, storage::OpenError::Catalogue(storage::CatalogueError::Corrupt(_) | storage::CatalogueError::Newer(_))) {

@@ -12,7 +12,14 @@ use crate::validate::{inline_safe, served_type};
 
 pub fn file(store: &Store, req: &Request<'_>, name: &str) -> Result<Response, AppError> {
     let meta = store.get(name).ok_or(AppError::NotFound)?;
-    let Blob { file, len } = store.open_blob(&meta)?;
+    // A local file is sent with sendfile; one in a bucket is streamed from a ranged GET.
+    let (file, len) = match store.is_remote() {
+        true => (None, meta.size),
+        false => {
+            let Blob { file, len } = store.open_blob(&meta)?;
+            (Some(file), len)
+        }
+    };
     let etag = etag(&meta, len);
     let base = |status| {
         Response::new(status)
@@ -52,10 +59,21 @@ pub fn file(store: &Store, req: &Request<'_>, name: &str) -> Result<Response, Ap
             format!("bytes {}-{}/{}", start, start + count - 1, len),
         );
     }
-    resp.payload = Payload::File {
-        file,
-        start,
-        len: count,
+    resp.payload = match file {
+        Some(file) => Payload::File {
+            file,
+            start,
+            len: count,
+        },
+        // A HEAD sends no body: nothing is fetched for it.
+        None if req.method() == "HEAD" => Payload::Reader {
+            body: Box::new(std::io::empty()),
+            len: count,
+        },
+        None => Payload::Reader {
+            body: store.read_blob(&meta, start, count)?,
+            len: count,
+        },
     };
     Ok(resp)
 }

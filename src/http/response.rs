@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 
 use crate::time::http_date;
@@ -15,7 +15,16 @@ use crate::time::http_date;
 pub enum Payload {
     Empty,
     Bytes(Cow<'static, [u8]>),
-    File { file: File, start: u64, len: u64 },
+    File {
+        file: File,
+        start: u64,
+        len: u64,
+    },
+    /// `len` bytes read from elsewhere as they are sent (a stored file in an S3 bucket).
+    Reader {
+        body: Box<dyn std::io::Read + Send>,
+        len: u64,
+    },
 }
 
 impl Payload {
@@ -23,7 +32,7 @@ impl Payload {
         match self {
             Payload::Empty => 0,
             Payload::Bytes(b) => b.len() as u64,
-            Payload::File { len, .. } => *len,
+            Payload::File { len, .. } | Payload::Reader { len, .. } => *len,
         }
     }
 }
@@ -187,6 +196,17 @@ pub fn write(
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "file shrank while sent",
+                ));
+            }
+            Ok(sent)
+        }
+        Payload::Reader { body, len } => {
+            out.write_all(head.as_bytes())?;
+            let sent = io::copy(&mut Read::take(body, len), &mut out)?;
+            if sent != len {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the stored file ended early while sent",
                 ));
             }
             Ok(sent)

@@ -12,10 +12,12 @@ use std::io::{self, Write};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod connect;
 pub mod http;
 pub mod sigv4;
 pub mod xml;
 
+pub use connect::connect;
 use http::{Reply, Sending, SMALL_BODY};
 use sigv4::{uri_encode, Credentials, Scope, Signable, EMPTY_SHA256, UNSIGNED};
 
@@ -253,6 +255,16 @@ impl Bucket {
 
     pub fn put_object(&self, key: &str, body: &[u8], headers: &[(String, String)]) -> Result<()> {
         self.call("PUT", key, &[], headers, body).map(|_| ())
+    }
+
+    /// Starts a PUT of `len` bytes the caller writes as they come (`UNSIGNED-PAYLOAD`: not
+    /// hashed first); `finish_put` reads the answer.
+    pub fn put_stream(&self, key: &str, len: u64, headers: &[(String, String)]) -> Result<Sending> {
+        self.start("PUT", key, &[], headers, len, UNSIGNED)
+    }
+
+    pub fn finish_put(&self, put: Sending) -> Result<()> {
+        checked(put.finish()?).map(|_| ())
     }
 
     /// An object, or a range of it (`first..=last`); the reply's body streams it.

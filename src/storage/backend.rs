@@ -99,4 +99,16 @@ pub trait Backend: Send + Sync {
     fn can_splice(&self) -> bool;
     /// A local file holding the stored blob, for readers that need a path (thumbnails).
     fn local_path(&self, name: &str) -> Option<PathBuf>;
+    /// `len` bytes of a stored blob from `start`, as a stream (a backend whose blobs are not
+    /// local files; `open` gives a local one's file).
+    fn read(&self, name: &str, start: u64, len: u64) -> io::Result<Box<dyn io::Read + Send>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut blob = self.open(name)?;
+        blob.file.seek(SeekFrom::Start(start))?;
+        Ok(Box::new(blob.file.take(len)))
+    }
+    /// Whether stored blobs live elsewhere (read with `read`, no `local_path`).
+    fn remote(&self) -> bool {
+        false
+    }
 }

@@ -94,7 +94,7 @@ impl LocalDir {
         works
     }
 
-    fn kept_path(&self, id: &str) -> io::Result<PathBuf> {
+    pub(super) fn kept_path(&self, id: &str) -> io::Result<PathBuf> {
         // Ids are ours (hex); anything else could name a path.
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(io::ErrorKind::InvalidInput.into());

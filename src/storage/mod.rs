@@ -28,6 +28,8 @@ mod links;
 mod local;
 mod meta;
 mod migrate;
+#[cfg(feature = "s3")]
+mod s3dir;
 mod sessions;
 mod unfinished;
 use backend::{Backend, Blob, BlobWriter};
@@ -59,6 +61,9 @@ pub struct Store {
     reserved: Arc<Mutex<u64>>,
     /// `--max-total`: most bytes the stored files, with what is reserved, may take.
     max_total: Option<u64>,
+    /// Whether files are hashed as they come in (`--checksum`), for a backend made later.
+    #[cfg(feature = "s3")]
+    checksum: bool,
 }
 
 /// A file being received: its blob, and its share of the free-space reservations. An
@@ -195,11 +200,47 @@ impl Store {
             min_free,
             reserved: Arc::new(Mutex::new(0)),
             max_total: None,
+            #[cfg(feature = "s3")]
+            checksum,
         };
         migrate::import_sidecars(&store)?;
         let (files, bytes) = store.catalogue.totals()?;
         log::info!("{files} file(s), {bytes} bytes in {}", dir.display());
         Ok(store)
+    }
+
+    /// Keeps stored files in `bucket` under `prefix` (`--store s3`); what is received still
+    /// passes through the local state dir.
+    #[cfg(feature = "s3")]
+    pub fn with_bucket(
+        mut self,
+        bucket: Arc<crate::s3::Bucket>,
+        prefix: &str,
+    ) -> Result<Store, OpenError> {
+        let local = local::LocalDir::open(&self.dir, &self.state, self.checksum)?;
+        self.blobs = Box::new(s3dir::S3Dir::new(local, bucket, prefix));
+        Ok(self)
+    }
+
+    /// Whether stored files live elsewhere than the upload dir (read with `read_blob`).
+    pub fn is_remote(&self) -> bool {
+        self.blobs.remote()
+    }
+
+    /// `len` bytes of a stored file from `start`, streamed.
+    pub fn read_blob(
+        &self,
+        meta: &Meta,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, AppError> {
+        self.blobs.read(&meta.name, start, len).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                AppError::NotFound
+            } else {
+                AppError::Storage(e)
+            }
+        })
     }
 
     /// Sets `--max-total`.

@@ -11,7 +11,9 @@ use std::io::{Read, Write};
 use pidrop::s3::sigv4::Credentials;
 use pidrop::s3::Bucket;
 
-use crate::harness::{bytes, sha256_hex};
+use crate::harness::{
+    bytes, list, name_of, png, post_form, request, sha256_hex, tus_whole, Form, Server,
+};
 
 /// The test bucket, or `None` (and a note) when no S3 server was started for the tests.
 fn bucket() -> Option<Bucket> {
@@ -34,6 +36,10 @@ fn bucket() -> Option<Bucket> {
     b.check().expect("the test bucket is reachable");
     Some(b)
 }
+
+/// Held by the tests that set the bucket's lifecycle rules (pidrop's start-up adds its own):
+/// one at a time, so none reads the rules while another rewrites them.
+static LIFECYCLE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A key prefix of this test run and test.
 fn prefix(test: &str) -> String {
@@ -221,6 +227,9 @@ fn a_skewed_clock_is_corrected_from_the_servers_date() {
 #[test]
 fn the_abort_rule_is_added_beside_the_buckets_own_rules() {
     let Some(b) = bucket() else { return };
+    let _one = LIFECYCLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let own = "<LifecycleConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Rule><ID>keep-me</ID><Status>Enabled</Status><Filter><Prefix>tmp/</Prefix></Filter><Expiration><Days>30</Days></Expiration></Rule></LifecycleConfiguration>";
     b.put_lifecycle(own).expect("the bucket's own rule");
     assert!(b.ensure_abort_rule(1).expect("add"));
@@ -229,5 +238,114 @@ fn the_abort_rule_is_added_beside_the_buckets_own_rules() {
     assert!(
         now.contains("keep-me") && now.contains(pidrop::s3::ABORT_RULE_ID),
         "{now}"
+    );
+}
+
+/// The test bucket's settings as pidrop flags and environment, under `prefix`.
+fn store_args(prefix: &str) -> (Vec<String>, Vec<(String, String)>) {
+    let var = |k: &str| std::env::var(format!("PIDROP_TEST_S3_{k}")).expect(k);
+    let args = vec![
+        "--store".into(),
+        "s3".into(),
+        "--s3-endpoint".into(),
+        var("ENDPOINT"),
+        "--s3-bucket".into(),
+        var("BUCKET"),
+        "--s3-region".into(),
+        var("REGION"),
+        "--s3-prefix".into(),
+        prefix.to_string(),
+    ];
+    let env = vec![
+        ("PIDROP_S3_ACCESS_KEY_ID".to_string(), var("ACCESS_KEY")),
+        ("PIDROP_S3_SECRET_ACCESS_KEY".to_string(), var("SECRET_KEY")),
+    ];
+    (args, env)
+}
+
+#[test]
+fn with_store_s3_files_live_in_the_bucket_and_come_back_through_pidrop() {
+    let Some(b) = bucket() else { return };
+    let _one = LIFECYCLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let p = prefix("store");
+    let (args, env) = store_args(&p);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let srv = Server::start_with_env(&args, &env);
+    let data = png(200_000);
+    let put = request(srv.addr, "PUT", "/upload/a.png", &[], &data);
+    assert_eq!(put.status, 201, "{}", put.text());
+    let name = name_of(&put);
+    assert_eq!(
+        read_body(&b, &format!("{p}{name}"), None),
+        (200, data.clone())
+    );
+    assert!(
+        !list(&srv.dir).contains(&name),
+        "nothing stored in the upload dir"
+    );
+    let url = format!("/files/{name}");
+    assert_eq!(srv.get(&url).body, data);
+    let part = request(srv.addr, "GET", &url, &[("Range", "bytes=10-19")], b"");
+    assert_eq!((part.status, part.body.as_slice()), (206, &data[10..20]));
+    let head = request(srv.addr, "HEAD", &url, &[], b"");
+    assert_eq!(
+        head.header("Content-Length"),
+        Some(data.len().to_string().as_str())
+    );
+
+    // Larger than one PUT: a multipart upload of 8 MiB parts, complete, none left open.
+    let big = bytes(9, 70 << 20);
+    let mut big_png = png(0);
+    big_png.extend_from_slice(&big);
+    let put = request(srv.addr, "PUT", "/upload/big.png", &[], &big_png);
+    assert_eq!(put.status, 201, "{}", put.text());
+    let big_name = name_of(&put);
+    let (_, back) = read_body(&b, &format!("{p}{big_name}"), None);
+    assert_eq!(sha256_hex(&back), sha256_hex(&big_png));
+    assert!(b.multipart_uploads(&p).expect("uploads").is_empty());
+
+    // A refused file reaches the bucket not at all; multipart and tus uploads do.
+    let refused = request(srv.addr, "PUT", "/upload/x.exe", &[], b"MZ\x90\x00");
+    assert_eq!(refused.status, 415);
+    let form = Form::new().file("file", "f.png", "image/png", &png(500));
+    assert_eq!(post_form(srv.addr, form).status, 201);
+    let tus = tus_whole(srv.addr, "filename dC5wbmc=", &png(700));
+    assert_eq!(tus.status, 204, "{}", tus.text());
+    let objects = b.list(&p, None).expect("list").objects;
+    assert_eq!(objects.len(), 4, "{objects:?}");
+
+    // A delete through pidrop removes the object.
+    assert_eq!(request(srv.addr, "DELETE", &url, &[], b"").status, 204);
+    assert!(b
+        .head_object(&format!("{p}{name}"))
+        .expect("head")
+        .is_none());
+    for o in b.list(&p, None).expect("list").objects {
+        b.delete_object(&o.key).expect("clean up");
+    }
+}
+
+#[test]
+fn a_key_that_may_not_use_the_bucket_stops_start_up_with_the_reason() {
+    let Some(_b) = bucket() else { return };
+    let (args, mut env) = store_args(&prefix("refused"));
+    env[1].1 = "not-the-secret".into();
+    let dir = crate::harness::TempDir::new("s3-refused");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pidrop"))
+        .args(["--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir.0.join("up"))
+        .args(&args)
+        .envs(env)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bucket") && err.contains("403"), "{err}");
+    assert!(
+        !err.contains("not-the-secret"),
+        "the secret is never printed"
     );
 }
