@@ -59,6 +59,7 @@ enum Key {
     S3Region,
     S3Prefix,
     S3Credentials,
+    S3SyncInterval,
     StaticDir,
     Log,
 }
@@ -117,6 +118,7 @@ const SETTINGS: &[Setting] = &[
     Setting { key: Key::S3Region, name: "s3-region", default: "garage", help: "the region signatures name (Garage's default is garage; AWS: us-east-1 …)" },
     Setting { key: Key::S3Prefix, name: "s3-prefix", default: "", help: "a prefix for every object key, e.g. pidrop/" },
     Setting { key: Key::S3Credentials, name: "s3-credentials", default: "", help: "a file with access_key_id = … and secret_access_key = … lines (default: $CREDENTIALS_DIRECTORY/s3 under systemd's LoadCredential=, else the PIDROP_S3_* environment variables)" },
+    Setting { key: Key::S3SyncInterval, name: "s3-sync-interval", default: "30s", help: "with --store s3, how often this node lists the bucket to show what other nodes stored and deleted" },
     Setting { key: Key::StaticDir, name: "static-dir", default: "", help: "serve an edited copy of the page (index.html, app.js, style.css) from this directory instead of the embedded one" },
     Setting { key: Key::Log, name: "log", default: "info", help: "log level: error, warn, info, debug, trace (RUST_LOG also works)" },
 ];
@@ -484,6 +486,8 @@ pub struct S3Config {
     pub region: String,
     pub prefix: String,
     pub credentials: Option<PathBuf>,
+    /// How often the bucket is listed for other nodes' changes.
+    pub sync_interval: Duration,
 }
 
 /// `--store` and the `--s3-*` settings.
@@ -509,6 +513,7 @@ fn s3_config(v: &Values) -> Result<Option<S3Config>, ConfigError> {
         region: need(Key::S3Region)?,
         prefix: v.text(Key::S3Prefix).1.to_string(),
         credentials: v.path(Key::S3Credentials),
+        sync_interval: v.duration(Key::S3SyncInterval)?,
     }))
 }
 

@@ -101,6 +101,10 @@ fn run(cfg: config::Config) -> Result<(), String> {
         load: load.clone(),
     });
     spawn_sweeper(app.clone())?;
+    #[cfg(feature = "s3")]
+    if let Some(s3) = &app.cfg.s3 {
+        spawn_bucket_sync(app.store.clone(), s3.sync_interval)?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_thread(stop.clone(), bound)?;
     sys::sd_notify("READY=1");
@@ -155,6 +159,31 @@ fn spawn_sweeper(app: Arc<App>) -> Result<(), String> {
         })
         .map(|_| ())
         .map_err(|e| format!("cannot start the expiry sweeper: {e}"))
+}
+
+/// `--store s3`: lists the bucket now and then, so that what other nodes on it stored is
+/// listed here and what they deleted is not.
+#[cfg(feature = "s3")]
+fn spawn_bucket_sync(store: Arc<storage::Store>, every: std::time::Duration) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("s3-sync".into())
+        .stack_size(256 << 10)
+        .spawn(move || loop {
+            match store.sync_bucket() {
+                Some(Ok(s)) if s.added + s.dropped > 0 => {
+                    log::info!(
+                        "bucket sync: {} file(s) added, {} dropped",
+                        s.added,
+                        s.dropped
+                    )
+                }
+                Some(Err(e)) => log::warn!("bucket sync failed (tried again later): {e}"),
+                _ => {}
+            }
+            std::thread::sleep(every);
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the bucket sync: {e}"))
 }
 
 /// `--store s3`: stored files go to the bucket (checked now; start-up fails with the reason).

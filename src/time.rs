@@ -109,6 +109,23 @@ pub fn parse_http_date(s: &str) -> Option<u64> {
     u64::try_from(secs).ok()
 }
 
+/// Seconds since the Unix epoch of `2026-11-21T10:00:00Z` or `…:00.123Z` (UTC only, as S3
+/// writes `LastModified`).
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !s.ends_with('Z') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let days = days_from_civil(i64::from(y), mo, d);
+    u64::try_from(days * 86_400 + i64::from(h * 3600 + mi * 60 + se)).ok()
+}
+
 /// `2026-11-21T10:00:00Z`
 pub fn rfc3339(t: SystemTime) -> String {
     let p = parts(t);
@@ -138,6 +155,24 @@ pub fn now_secs() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_read_back() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_764_576_390);
+        assert_eq!(parse_rfc3339(&rfc3339(t)), Some(1_764_576_390));
+        assert_eq!(
+            parse_rfc3339("2026-12-01T08:06:30.000Z"),
+            parse_rfc3339("2026-12-01T08:06:30Z")
+        );
+        for bad in [
+            "2026-13-01T00:00:00Z",
+            "2026-12-01 08:06:30Z",
+            "2026-12-01T08:06:30",
+            "x",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn known_dates() {

@@ -79,6 +79,8 @@ type Result<T> = std::result::Result<T, S3Error>;
 pub struct Object {
     pub key: String,
     pub size: u64,
+    /// When it was written (seconds since the Unix epoch, the server's clock).
+    pub modified: u64,
 }
 
 /// One page of a listing, and the token of the next.
@@ -142,6 +144,11 @@ impl Bucket {
 
     pub fn clock_offset(&self) -> i64 {
         self.offset.load(Ordering::Relaxed)
+    }
+
+    /// The server's time now, as far as its answers have told (seconds since the epoch).
+    pub fn server_now(&self) -> u64 {
+        u64::try_from(now_secs() + self.clock_offset()).unwrap_or(0)
     }
 
     /// Learns the server's clock from an answer's `Date`; true if it moved the offset.
@@ -305,7 +312,14 @@ impl Bucket {
                 let size = xml::text(c, "Size")
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0);
-                Object { key, size }
+                let modified = xml::text(c, "LastModified")
+                    .and_then(|t| crate::time::parse_rfc3339(&t))
+                    .unwrap_or(0);
+                Object {
+                    key,
+                    size,
+                    modified,
+                }
             })
             .collect();
         let truncated = xml::text(&xml, "IsTruncated").as_deref() == Some("true");

@@ -62,9 +62,10 @@ pub trait BlobWriter: Send {
     /// A local file holding the bytes before they are placed (a scanner reads it), if the
     /// backend has one.
     fn local_path(&self) -> Option<&Path>;
-    /// Puts the finished bytes under `name` (not yet durable: see `Backend::placed`). From
-    /// then on the blob is the caller's to remove (`Backend::remove`).
-    fn place(&mut self, name: &str) -> io::Result<()>;
+    /// Puts the finished bytes under `meta.name` (not yet durable: see `Backend::placed`);
+    /// a backend that keeps a description beside the bytes (S3 object metadata) takes it from
+    /// `meta`. From then on the blob is the caller's to remove (`Backend::remove`).
+    fn place(&mut self, meta: &super::Meta) -> io::Result<()>;
 }
 
 /// A store of blobs under stored names.

@@ -406,8 +406,8 @@ impl BlobWriter for LocalWriter {
         Some(&self.path)
     }
 
-    fn place(&mut self, name: &str) -> io::Result<()> {
-        fs::rename(&self.path, self.dest.join(name))?;
+    fn place(&mut self, meta: &super::Meta) -> io::Result<()> {
+        fs::rename(&self.path, self.dest.join(&meta.name))?;
         self.remove_on_drop = false;
         Ok(())
     }
@@ -481,8 +481,10 @@ mod tests {
         }
         let digest = blob.finish().expect("finish");
         assert_eq!(digest, Some(hex(&Sha256::digest(&data))));
-        blob.place("0123456789abcdef0123456789abcdef.bin")
-            .expect("place");
+        blob.place(&crate::storage::Meta::named(
+            "0123456789abcdef0123456789abcdef.bin",
+        ))
+        .expect("place");
         let back = local
             .open("0123456789abcdef0123456789abcdef.bin")
             .expect("open");

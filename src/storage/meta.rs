@@ -30,6 +30,24 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// A record with just a name (and nothing known of the file yet).
+    pub fn named(name: &str) -> Meta {
+        Meta {
+            name: name.to_string(),
+            original_name: name.to_string(),
+            size: 0,
+            mime: "application/octet-stream".to_string(),
+            sha256: String::new(),
+            uploaded_at: 0,
+            fields: Vec::new(),
+            gps_stripped: false,
+            owner: String::new(),
+            delete_key: String::new(),
+            album: String::new(),
+            expires_at: None,
+        }
+    }
+
     /// Whether it has expired at `now` (seconds since the Unix epoch).
     pub fn expired(&self, now: u64) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
@@ -117,18 +135,9 @@ pub(super) fn decode_meta(name: &str, text: &str) -> Option<Meta> {
         return None;
     }
     let mut m = Meta {
-        name: name.to_string(),
         original_name: String::new(),
-        size: 0,
         mime: String::new(),
-        sha256: String::new(),
-        uploaded_at: 0,
-        fields: Vec::new(),
-        gps_stripped: false,
-        owner: String::new(),
-        delete_key: String::new(),
-        album: String::new(),
-        expires_at: None,
+        ..Meta::named(name)
     };
     let mut complete = false;
     for line in lines {

@@ -72,22 +72,13 @@ pub(super) fn import_dir(store: &Store, sidecars: Option<&Path>) -> Result<usize
 
 fn known_from_blob(blob: BlobInfo) -> Meta {
     Meta {
-        original_name: blob.name.clone(),
         size: blob.len,
-        mime: "application/octet-stream".to_string(),
-        sha256: String::new(),
         uploaded_at: blob
             .modified
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos(),
-        fields: Vec::new(),
-        gps_stripped: false,
-        owner: String::new(),
-        delete_key: String::new(),
-        album: String::new(),
-        expires_at: None,
-        name: blob.name,
+        ..Meta::named(&blob.name)
     }
 }
 /// `pidrop check --rebuild`: moves a damaged catalogue aside (kept, renamed) so that the next

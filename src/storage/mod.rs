@@ -29,7 +29,7 @@ mod local;
 mod meta;
 mod migrate;
 #[cfg(feature = "s3")]
-mod s3dir;
+pub mod s3dir;
 mod sessions;
 mod unfinished;
 use backend::{Backend, Blob, BlobWriter};
@@ -64,6 +64,9 @@ pub struct Store {
     /// Whether files are hashed as they come in (`--checksum`), for a backend made later.
     #[cfg(feature = "s3")]
     checksum: bool,
+    /// `--store s3`: the bucket and key prefix, for the sync with other nodes.
+    #[cfg(feature = "s3")]
+    bucket: Option<(Arc<crate::s3::Bucket>, String)>,
 }
 
 /// A file being received: its blob, and its share of the free-space reservations. An
@@ -202,6 +205,8 @@ impl Store {
             max_total: None,
             #[cfg(feature = "s3")]
             checksum,
+            #[cfg(feature = "s3")]
+            bucket: None,
         };
         migrate::import_sidecars(&store)?;
         let (files, bytes) = store.catalogue.totals()?;
@@ -218,8 +223,17 @@ impl Store {
         prefix: &str,
     ) -> Result<Store, OpenError> {
         let local = local::LocalDir::open(&self.dir, &self.state, self.checksum)?;
-        self.blobs = Box::new(s3dir::S3Dir::new(local, bucket, prefix));
+        self.blobs = Box::new(s3dir::S3Dir::new(local, bucket.clone(), prefix));
+        self.bucket = Some((bucket, prefix.to_string()));
         Ok(self)
+    }
+
+    /// One sync of the catalogue with the bucket (what other nodes stored or deleted);
+    /// `None` with local storage.
+    #[cfg(feature = "s3")]
+    pub fn sync_bucket(&self) -> Option<io::Result<s3dir::Synced>> {
+        let (bucket, prefix) = self.bucket.as_ref()?;
+        Some(s3dir::sync(&self.catalogue, bucket, prefix))
     }
 
     /// Whether stored files live elsewhere than the upload dir (read with `read_blob`).
@@ -529,7 +543,7 @@ impl Store {
         let mut placed = 0;
         let result = (|| -> io::Result<()> {
             for s in &mut staged {
-                s.temp.blob.place(&s.meta.name)?;
+                s.temp.blob.place(&s.meta)?;
                 placed += 1;
                 crash_point("renamed-one");
             }

@@ -6,8 +6,11 @@
 //! An object exists under a stored name only once it is complete; a failed upload is aborted.
 //! Reading streams from the bucket (ranged GETs); there is no local path, so no thumbnails.
 //!
+//! Each object carries what another node needs to list it (`x-amz-meta-pidrop-*`), and
+//! `sync` brings a node's catalogue in line with the bucket (several nodes on one bucket).
+//!
 //! Not yet (issue 17): streaming a known length straight from the socket to the bucket
-//! without the local file, object metadata for rebuilds, several nodes, redirects, direct
+//! without the local file, sidecars for fields past S3's 2 KB of metadata, redirects, direct
 //! uploads. The consistency check does not walk the bucket (another node's objects are not
 //! this node's orphans); rows whose object is gone are still found.
 
@@ -18,6 +21,8 @@ use std::sync::Arc;
 
 use super::backend::{Backend, Blob, BlobInfo, BlobWriter, DigestState, Lifetime};
 use super::local::LocalDir;
+use super::meta::{decode_fields, encode_fields};
+use super::{is_stored_name, Catalogue, Meta};
 use crate::s3::Bucket;
 use crate::sys::Pipe;
 
@@ -27,6 +32,9 @@ const SINGLE_PUT: u64 = 64 << 20;
 const MIN_PART: u64 = 8 << 20;
 /// S3's most parts per upload.
 const MAX_PARTS: u64 = 10_000;
+/// An object younger than this (seconds) is not listed by the sync yet: the node that wrote
+/// it lists it itself a moment after (its catalogue row follows the object's completion).
+const SETTLE: u64 = 5;
 
 pub struct S3Dir {
     local: LocalDir,
@@ -58,14 +66,20 @@ fn s3_io(e: crate::s3::S3Error) -> io::Error {
 }
 
 /// Sends `len` bytes of `file` into the bucket under `key`.
-fn upload_file(bucket: &Bucket, key: &str, file: &mut File, len: u64) -> io::Result<()> {
+fn upload_file(
+    bucket: &Bucket,
+    key: &str,
+    headers: &[(String, String)],
+    file: &mut File,
+    len: u64,
+) -> io::Result<()> {
     file.seek(SeekFrom::Start(0))?;
     if len <= SINGLE_PUT {
-        let mut s = bucket.put_stream(key, len, &[]).map_err(s3_io)?;
+        let mut s = bucket.put_stream(key, len, headers).map_err(s3_io)?;
         io::copy(&mut Read::take(&mut *file, len), &mut s)?;
         return bucket.finish_put(s).map_err(s3_io);
     }
-    let id = bucket.create_multipart(key, &[]).map_err(s3_io)?;
+    let id = bucket.create_multipart(key, headers).map_err(s3_io)?;
     let sent = upload_parts(bucket, key, &id, file, len);
     match sent.and_then(|parts| bucket.complete_multipart(key, &id, &parts).map_err(s3_io)) {
         Ok(()) => Ok(()),
@@ -100,6 +114,176 @@ fn upload_parts(
     Ok(parts)
 }
 
+/// What an object carries so that another node (or a rebuild) can list it: its type and
+/// `x-amz-meta-pidrop-*` (free text percent-encoded; the fields only when they fit S3's 2 KB).
+fn object_headers(m: &Meta) -> Vec<(String, String)> {
+    let enc = |s: &str| crate::s3::sigv4::uri_encode(s, false);
+    let mut h = vec![
+        ("content-type".to_string(), m.mime.clone()),
+        ("x-amz-meta-pidrop-name".to_string(), enc(&m.original_name)),
+        ("x-amz-meta-pidrop-sha256".to_string(), m.sha256.clone()),
+        (
+            "x-amz-meta-pidrop-uploaded-ns".to_string(),
+            m.uploaded_at.to_string(),
+        ),
+        ("x-amz-meta-pidrop-owner".to_string(), enc(&m.owner)),
+        (
+            "x-amz-meta-pidrop-delete-key".to_string(),
+            m.delete_key.clone(),
+        ),
+        ("x-amz-meta-pidrop-album".to_string(), enc(&m.album)),
+        (
+            "x-amz-meta-pidrop-gps-stripped".to_string(),
+            u8::from(m.gps_stripped).to_string(),
+        ),
+    ];
+    if let Some(t) = m.expires_at {
+        h.push(("x-amz-meta-pidrop-expires".to_string(), t.to_string()));
+    }
+    let fields = enc(&encode_fields(&m.fields));
+    if fields.len() <= 1024 {
+        h.push(("x-amz-meta-pidrop-fields".to_string(), fields));
+    }
+    h
+}
+
+/// A stored file's record from its object's headers (`object_headers`) and key.
+fn meta_from_object(name: &str, size: u64, headers: &[(String, String)]) -> Meta {
+    let get = |k: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&format!("x-amz-meta-pidrop-{k}")))
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    let dec = |s: &str| {
+        crate::multipart::disposition::percent_decode(s.as_bytes())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let mut m = Meta::named(name);
+    m.size = size;
+    if let Some((_, t)) = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+    {
+        m.mime.clone_from(t);
+    }
+    let original = dec(get("name"));
+    if !original.is_empty() {
+        m.original_name = original;
+    }
+    m.sha256 = get("sha256").to_string();
+    m.uploaded_at = get("uploaded-ns").parse().unwrap_or(0);
+    m.owner = dec(get("owner"));
+    m.delete_key = get("delete-key").to_string();
+    m.album = dec(get("album"));
+    m.gps_stripped = get("gps-stripped") == "1";
+    m.expires_at = get("expires").parse().ok();
+    m.fields = decode_fields(&dec(get("fields")));
+    m
+}
+
+/// The catalogue's names in order, a batch at a time.
+struct Rows<'a> {
+    cat: &'a Catalogue,
+    batch: std::vec::IntoIter<String>,
+    last: String,
+}
+
+impl Rows<'_> {
+    fn next(&mut self) -> io::Result<Option<String>> {
+        if let Some(n) = self.batch.next() {
+            self.last.clone_from(&n);
+            return Ok(Some(n));
+        }
+        let more = self
+            .cat
+            .names_after(&self.last, 512)
+            .map_err(io::Error::other)?;
+        self.batch = more.into_iter();
+        let n = self.batch.next();
+        if let Some(n) = &n {
+            self.last.clone_from(n);
+        }
+        Ok(n)
+    }
+}
+
+/// What one pass of `sync` changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Synced {
+    /// Files another node stored, now listed here.
+    pub added: usize,
+    /// Files another node deleted, no longer listed here.
+    pub dropped: usize,
+}
+
+/// Brings this node's catalogue in line with the bucket: objects under `prefix` that it does
+/// not list are added (from their `x-amz-meta-pidrop-*`), rows whose object is gone (asked
+/// once more with a HEAD: a file placed while the listing ran is not dropped) are removed. Both
+/// sides are walked in name order, a page at a time: memory does not grow with the bucket.
+pub fn sync(cat: &Catalogue, bucket: &Bucket, prefix: &str) -> io::Result<Synced> {
+    let mut done = Synced::default();
+    let mut rows = Rows {
+        cat,
+        batch: Vec::new().into_iter(),
+        last: String::new(),
+    };
+    let mut row = rows.next()?;
+    let mut token: Option<String> = None;
+    loop {
+        let page = bucket.list(prefix, token.as_deref()).map_err(s3_io)?;
+        for obj in &page.objects {
+            let Some(name) = obj.key.strip_prefix(prefix).filter(|n| is_stored_name(n)) else {
+                continue;
+            };
+            while let Some(r) = row.take_if(|r| r.as_str() < name) {
+                drop_if_gone(cat, bucket, prefix, &r, &mut done)?;
+                row = rows.next()?;
+            }
+            if row.as_deref() == Some(name) {
+                row = rows.next()?;
+                continue;
+            }
+            // Just written: its node is committing its row now; next pass, if still unlisted.
+            if obj.modified + SETTLE > bucket.server_now() {
+                continue;
+            }
+            if let Some(headers) = bucket.head_object(&obj.key).map_err(s3_io)? {
+                let m = meta_from_object(name, obj.size, &headers);
+                done.added += cat.import(&[m]).map_err(io::Error::other)?;
+            }
+        }
+        token = page.next;
+        if token.is_none() {
+            break;
+        }
+    }
+    while let Some(r) = row {
+        drop_if_gone(cat, bucket, prefix, &r, &mut done)?;
+        row = rows.next()?;
+    }
+    Ok(done)
+}
+
+fn drop_if_gone(
+    cat: &Catalogue,
+    bucket: &Bucket,
+    prefix: &str,
+    name: &str,
+    done: &mut Synced,
+) -> io::Result<()> {
+    let gone = bucket
+        .head_object(&format!("{prefix}{name}"))
+        .map_err(s3_io)?
+        .is_none();
+    if gone && cat.delete(name).map_err(io::Error::other)? {
+        done.dropped += 1;
+    }
+    Ok(())
+}
+
 /// A blob received locally, placed into the bucket.
 struct S3Writer {
     inner: Box<dyn BlobWriter>,
@@ -131,7 +315,7 @@ impl BlobWriter for S3Writer {
     fn local_path(&self) -> Option<&Path> {
         self.inner.local_path()
     }
-    fn place(&mut self, name: &str) -> io::Result<()> {
+    fn place(&mut self, meta: &Meta) -> io::Result<()> {
         let path = self
             .inner
             .local_path()
@@ -139,12 +323,8 @@ impl BlobWriter for S3Writer {
             .to_path_buf();
         let mut file = File::open(&path)?;
         let len = self.inner.written();
-        upload_file(
-            &self.bucket,
-            &format!("{}{name}", self.prefix),
-            &mut file,
-            len,
-        )?;
+        let key = format!("{}{}", self.prefix, meta.name);
+        upload_file(&self.bucket, &key, &object_headers(meta), &mut file, len)?;
         // The request's temp file goes when this writer is dropped unplaced locally; a kept
         // one must be removed now.
         if let Some((_, Ok(kept))) = &self.kept {

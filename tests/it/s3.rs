@@ -263,6 +263,15 @@ fn store_args(prefix: &str) -> (Vec<String>, Vec<(String, String)>) {
     (args, env)
 }
 
+/// pidrop with `--store s3` on the test bucket under `prefix`, and `extra` flags.
+fn start_node(prefix: &str, extra: &[&str]) -> Server {
+    let (args, env) = store_args(prefix);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend_from_slice(extra);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Server::start_with_env(&args, &env)
+}
+
 #[test]
 fn with_store_s3_files_live_in_the_bucket_and_come_back_through_pidrop() {
     let Some(b) = bucket() else { return };
@@ -270,10 +279,7 @@ fn with_store_s3_files_live_in_the_bucket_and_come_back_through_pidrop() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let p = prefix("store");
-    let (args, env) = store_args(&p);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let srv = Server::start_with_env(&args, &env);
+    let srv = start_node(&p, &[]);
     let data = png(200_000);
     let put = request(srv.addr, "PUT", "/upload/a.png", &[], &data);
     assert_eq!(put.status, 201, "{}", put.text());
@@ -348,4 +354,50 @@ fn a_key_that_may_not_use_the_bucket_stops_start_up_with_the_reason() {
         !err.contains("not-the-secret"),
         "the secret is never printed"
     );
+}
+
+#[test]
+fn two_nodes_on_one_bucket_see_each_others_files_and_deletes() {
+    let Some(b) = bucket() else { return };
+    let _one = LIFECYCLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let p = prefix("nodes");
+    let fast = ["--s3-sync-interval", "1s"];
+    let a = start_node(&p, &fast);
+    let node_b = start_node(&p, &fast);
+    let data = png(5000);
+    let put = request(
+        a.addr,
+        "PUT",
+        "/upload/Fête%20photo.png?album=Trip&note=hi",
+        &[],
+        &data,
+    );
+    assert_eq!(put.status, 201, "{}", put.text());
+    let name = name_of(&put);
+    let url = format!("/files/{name}");
+    // Within the sync interval, node B lists it — with its name, album, fields and hash — and
+    // serves it from the bucket.
+    let seen = crate::harness::eventually(std::time::Duration::from_secs(20), || {
+        node_b.get("/files").json()["files"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+    });
+    assert!(seen, "node B never listed the file");
+    let listed = node_b.get("/files").json();
+    let f = &listed["files"][0];
+    assert_eq!(f["name"], name.as_str());
+    assert_eq!(f["original_name"], "Fête photo.png");
+    assert_eq!(f["album"], "Trip");
+    assert_eq!(f["fields"]["note"], "hi");
+    assert_eq!(f["sha256"], sha256_hex(&data).as_str());
+    assert_eq!(node_b.get(&url).body, data);
+    // A delete on A disappears on B.
+    assert_eq!(request(a.addr, "DELETE", &url, &[], b"").status, 204);
+    let gone = crate::harness::eventually(std::time::Duration::from_secs(10), || {
+        node_b.get(&url).status == 404
+    });
+    assert!(gone, "node B still serves a file deleted on A");
+    assert!(b.list(&p, None).expect("list").objects.is_empty());
 }
