@@ -21,7 +21,7 @@ use super::is_stored_name;
 use super::meta::{decode_fields, encode_fields, Meta};
 
 /// The schema this pidrop writes and reads.
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 /// SQLite's page cache, per connection.
 const CACHE_KIB: i64 = 256;
 /// Wait this long for a lock held by another process (`pidrop check` next to the service).
@@ -124,8 +124,17 @@ CREATE TABLE links (
 ) WITHOUT ROWID;
 ";
 
+/// Schema 8: this node's multipart uploads into an S3 bucket while they run, so that a
+/// restart after a crash aborts them (`s3dir.rs`).
+const SCHEMA_8: &str = "
+CREATE TABLE multipart (
+    upload_id TEXT PRIMARY KEY,
+    key TEXT NOT NULL
+) WITHOUT ROWID;
+";
+
 /// Each schema version's steps, applied in order to a database at an older version.
-const MIGRATIONS: [(i64, &str); 7] = [
+const MIGRATIONS: [(i64, &str); 8] = [
     (1, SCHEMA),
     (2, SCHEMA_2),
     (3, SCHEMA_3),
@@ -133,6 +142,7 @@ const MIGRATIONS: [(i64, &str); 7] = [
     (5, SCHEMA_5),
     (6, SCHEMA_6),
     (7, SCHEMA_7),
+    (8, SCHEMA_8),
 ];
 
 /// Which files a listing shows.

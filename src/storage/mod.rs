@@ -223,7 +223,8 @@ impl Store {
         prefix: &str,
     ) -> Result<Store, OpenError> {
         let local = local::LocalDir::open(&self.dir, &self.state, self.checksum)?;
-        self.blobs = Box::new(s3dir::S3Dir::new(local, bucket.clone(), prefix));
+        let journal = Arc::new(Catalogue::open(&self.state.join(CATALOGUE_FILE))?);
+        self.blobs = Box::new(s3dir::S3Dir::new(local, bucket.clone(), prefix, journal));
         self.bucket = Some((bucket, prefix.to_string()));
         Ok(self)
     }

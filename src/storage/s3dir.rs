@@ -40,14 +40,42 @@ pub struct S3Dir {
     local: LocalDir,
     bucket: Arc<Bucket>,
     prefix: String,
+    /// The catalogue (a connection of its own), where running multipart uploads are noted.
+    journal: Arc<Catalogue>,
 }
 
 impl S3Dir {
-    pub fn new(local: LocalDir, bucket: Arc<Bucket>, prefix: &str) -> S3Dir {
+    /// The bucket backend; first aborts the multipart uploads this node left running when it
+    /// stopped (a crash, kill -9): their ids were noted in the catalogue before any part.
+    pub fn new(
+        local: LocalDir,
+        bucket: Arc<Bucket>,
+        prefix: &str,
+        journal: Arc<Catalogue>,
+    ) -> S3Dir {
+        match journal.multipart_uploads() {
+            Ok(left) => {
+                for (id, key) in left {
+                    match bucket.abort_multipart(&key, &id) {
+                        Ok(()) => {
+                            log::warn!("aborted the multipart upload of {key} a stop cut off")
+                        }
+                        Err(e) if e.status() == Some(404) => {}
+                        Err(e) => {
+                            log::warn!("cannot abort the multipart upload of {key}: {e}");
+                            continue;
+                        }
+                    }
+                    let _ = journal.multipart_done(&id);
+                }
+            }
+            Err(e) => log::error!("cannot read the running multipart uploads: {e}"),
+        }
         S3Dir {
             local,
             bucket,
             prefix: prefix.to_string(),
+            journal,
         }
     }
 
@@ -55,6 +83,7 @@ impl S3Dir {
         Box::new(S3Writer {
             inner,
             bucket: self.bucket.clone(),
+            journal: self.journal.clone(),
             prefix: self.prefix.clone(),
             kept: kept.map(|k| (k.to_string(), self.local.kept_path(k))),
         })
@@ -68,6 +97,7 @@ fn s3_io(e: crate::s3::S3Error) -> io::Error {
 /// Sends `len` bytes of `file` into the bucket under `key`.
 fn upload_file(
     bucket: &Bucket,
+    journal: &Catalogue,
     key: &str,
     headers: &[(String, String)],
     file: &mut File,
@@ -80,15 +110,47 @@ fn upload_file(
         return bucket.finish_put(s).map_err(s3_io);
     }
     let id = bucket.create_multipart(key, headers).map_err(s3_io)?;
+    // Noted before the first part: a crash from here on is undone at the next start.
+    if let Err(e) = journal.multipart_started(&id, key) {
+        let _ = bucket.abort_multipart(key, &id);
+        return Err(io::Error::other(e));
+    }
     let sent = upload_parts(bucket, key, &id, file, len);
-    match sent.and_then(|parts| bucket.complete_multipart(key, &id, &parts).map_err(s3_io)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            if let Err(abort) = bucket.abort_multipart(key, &id) {
-                log::warn!("cannot abort the multipart upload of {key}: {abort}");
+    let result =
+        match sent.and_then(|parts| bucket.complete_multipart(key, &id, &parts).map_err(s3_io)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if let Err(abort) = bucket.abort_multipart(key, &id) {
+                    log::warn!("cannot abort the multipart upload of {key}: {abort}");
+                }
+                Err(e)
             }
-            Err(e)
-        }
+        };
+    let _ = journal.multipart_done(&id);
+    result
+}
+
+impl Catalogue {
+    fn multipart_started(&self, id: &str, key: &str) -> Result<(), super::CatalogueError> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO multipart (upload_id, key) VALUES (?1, ?2)",
+            [id, key],
+        )?;
+        Ok(())
+    }
+
+    fn multipart_done(&self, id: &str) -> Result<(), super::CatalogueError> {
+        self.conn()
+            .execute("DELETE FROM multipart WHERE upload_id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// (upload id, key) of every multipart upload noted as running.
+    fn multipart_uploads(&self) -> Result<Vec<(String, String)>, super::CatalogueError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT upload_id, key FROM multipart")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
@@ -288,6 +350,7 @@ fn drop_if_gone(
 struct S3Writer {
     inner: Box<dyn BlobWriter>,
     bucket: Arc<Bucket>,
+    journal: Arc<Catalogue>,
     prefix: String,
     /// A resumable upload's id and kept file: removed once the object is in the bucket.
     kept: Option<(String, io::Result<PathBuf>)>,
@@ -324,7 +387,8 @@ impl BlobWriter for S3Writer {
         let mut file = File::open(&path)?;
         let len = self.inner.written();
         let key = format!("{}{}", self.prefix, meta.name);
-        upload_file(&self.bucket, &key, &object_headers(meta), &mut file, len)?;
+        let headers = object_headers(meta);
+        upload_file(&self.bucket, &self.journal, &key, &headers, &mut file, len)?;
         // The request's temp file goes when this writer is dropped unplaced locally; a kept
         // one must be removed now.
         if let Some((_, Ok(kept))) = &self.kept {

@@ -401,3 +401,64 @@ fn two_nodes_on_one_bucket_see_each_others_files_and_deletes() {
     assert!(gone, "node B still serves a file deleted on A");
     assert!(b.list(&p, None).expect("list").objects.is_empty());
 }
+
+#[test]
+fn a_node_killed_mid_upload_aborts_its_multipart_upload_when_it_starts_again() {
+    let Some(b) = bucket() else { return };
+    let _one = LIFECYCLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let p = prefix("killed");
+    // The key in a credentials file: a restart passes no environment.
+    let keys = crate::harness::TempDir::new("s3-keys");
+    let var = |k: &str| std::env::var(format!("PIDROP_TEST_S3_{k}")).expect(k);
+    let file = keys.0.join("s3");
+    std::fs::write(
+        &file,
+        format!(
+            "access_key_id = {}\nsecret_access_key = {}\n",
+            var("ACCESS_KEY"),
+            var("SECRET_KEY")
+        ),
+    )
+    .expect("credentials");
+    let (args, _) = store_args(&p);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let file = file.display().to_string();
+    args.extend(["--s3-credentials", &file]);
+    let mut srv = Server::start(&args);
+    let mut big = png(0);
+    big.extend_from_slice(&bytes(11, 300 << 20));
+    let addr = srv.addr;
+    let upload = std::thread::spawn(move || {
+        let mut s = crate::harness::connect(addr);
+        let head = format!(
+            "PUT /upload/big.png HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n",
+            big.len()
+        );
+        let _ = s.write_all(head.as_bytes());
+        let _ = s.write_all(&big);
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    });
+    let running = crate::harness::eventually(std::time::Duration::from_secs(60), || {
+        b.multipart_uploads(&p).is_ok_and(|u| !u.is_empty())
+    });
+    assert!(running, "the multipart upload never started");
+    srv.kill9();
+    let _ = upload.join();
+    assert!(
+        !b.multipart_uploads(&p).expect("uploads").is_empty(),
+        "left open by the crash"
+    );
+    srv.restart();
+    assert!(
+        b.multipart_uploads(&p).expect("uploads").is_empty(),
+        "aborted at start"
+    );
+    assert!(b.list(&p, None).expect("list").objects.is_empty());
+    assert_eq!(
+        srv.get("/files").json()["files"].as_array().map(Vec::len),
+        Some(0)
+    );
+}
