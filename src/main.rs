@@ -195,7 +195,7 @@ fn with_bucket(
     let bucket =
         pidrop::s3::connect(s3).map_err(|e| storage::OpenError::Io(std::io::Error::other(e)))?;
     log::info!("stored files go to bucket {} at {}", s3.bucket, s3.endpoint);
-    store.with_bucket(Arc::new(bucket), &s3.prefix)
+    store.with_bucket(Arc::new(bucket), &s3.prefix, s3.redirect)
 }
 
 #[cfg(not(feature = "s3"))]

@@ -12,6 +12,24 @@ use crate::validate::{inline_safe, served_type};
 
 pub fn file(store: &Store, req: &Request<'_>, name: &str) -> Result<Response, AppError> {
     let meta = store.get(name).ok_or(AppError::NotFound)?;
+    // `--s3-downloads redirect`: the client fetches from the bucket, told the type and
+    // disposition pidrop would send (a redirect cannot carry nosniff or the sandbox CSP, so
+    // everything not safe inline is an attachment).
+    #[cfg(feature = "s3")]
+    if let Some(url) = store.download_redirect(
+        &meta,
+        &[
+            ("response-content-type".to_string(), served_type(&meta.mime)),
+            (
+                "response-content-disposition".to_string(),
+                disposition(&meta),
+            ),
+        ],
+    ) {
+        return Ok(Response::new(302)
+            .header("Location", url)
+            .header("Cache-Control", "private, no-store"));
+    }
     // A local file is sent with sendfile; one in a bucket is streamed from a ranged GET.
     let (file, len) = match store.is_remote() {
         true => (None, meta.size),

@@ -67,6 +67,9 @@ pub struct Store {
     /// `--store s3`: the bucket and key prefix, for the sync with other nodes.
     #[cfg(feature = "s3")]
     bucket: Option<(Arc<crate::s3::Bucket>, String)>,
+    /// `--s3-downloads redirect`.
+    #[cfg(feature = "s3")]
+    redirect: bool,
 }
 
 /// A file being received: its blob, and its share of the free-space reservations. An
@@ -207,6 +210,8 @@ impl Store {
             checksum,
             #[cfg(feature = "s3")]
             bucket: None,
+            #[cfg(feature = "s3")]
+            redirect: false,
         };
         migrate::import_sidecars(&store)?;
         let (files, bytes) = store.catalogue.totals()?;
@@ -221,12 +226,24 @@ impl Store {
         mut self,
         bucket: Arc<crate::s3::Bucket>,
         prefix: &str,
+        redirect: bool,
     ) -> Result<Store, OpenError> {
+        self.redirect = redirect;
         let local = local::LocalDir::open(&self.dir, &self.state, self.checksum)?;
         let journal = Arc::new(Catalogue::open(&self.state.join(CATALOGUE_FILE))?);
         self.blobs = Box::new(s3dir::S3Dir::new(local, bucket.clone(), prefix, journal));
         self.bucket = Some((bucket, prefix.to_string()));
         Ok(self)
+    }
+
+    /// `--s3-downloads redirect`: where a download of `meta` goes instead — a GET of its object
+    /// presigned for `REDIRECT_FOR`, answered with `overrides` (`response-content-type`,
+    /// `response-content-disposition`). `None` when downloads go through pidrop.
+    #[cfg(feature = "s3")]
+    pub fn download_redirect(&self, meta: &Meta, overrides: &[(String, String)]) -> Option<String> {
+        const REDIRECT_FOR: u64 = 15 * 60;
+        let (bucket, prefix) = self.bucket.as_ref().filter(|_| self.redirect)?;
+        Some(bucket.presign_get(&format!("{prefix}{}", meta.name), REDIRECT_FOR, overrides))
     }
 
     /// One sync of the catalogue with the bucket (what other nodes stored or deleted);

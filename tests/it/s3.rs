@@ -462,3 +462,60 @@ fn a_node_killed_mid_upload_aborts_its_multipart_upload_when_it_starts_again() {
         Some(0)
     );
 }
+
+#[test]
+fn redirected_downloads_carry_pidrops_type_and_disposition() {
+    let Some(b) = bucket() else { return };
+    let _one = LIFECYCLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let p = prefix("redirect");
+    let srv = start_node(&p, &["--s3-downloads", "redirect", "--allow", "*"]);
+    let page = b"<script>alert(1)</script>\n";
+    let html = request(srv.addr, "PUT", "/upload/page.html", &[], page);
+    let text = request(srv.addr, "PUT", "/upload/notes.txt", &[], b"hello\n");
+    assert_eq!((html.status, text.status), (201, 201), "{}", html.text());
+    for (resp, body, ctype, disposition) in [
+        (&html, &page[..], "application/octet-stream", "attachment;"),
+        (
+            &text,
+            &b"hello\n"[..],
+            "text/plain; charset=utf-8",
+            "inline;",
+        ),
+    ] {
+        let url = resp.json()["files"][0]["url"]
+            .as_str()
+            .expect("url")
+            .to_string();
+        let r = srv.get(&url);
+        assert_eq!(r.status, 302);
+        let to = r.header("Location").expect("location").to_string();
+        assert!(
+            to.starts_with(&std::env::var("PIDROP_TEST_S3_ENDPOINT").expect("endpoint")),
+            "{to}"
+        );
+        assert!(to.contains("X-Amz-Expires=900"), "{to}");
+        let (status, head, got) = curl(&to);
+        assert_eq!((status, got.as_slice()), (200, body));
+        let head = head.to_ascii_lowercase();
+        assert!(head.contains(&format!("content-type: {ctype}")), "{head}");
+        assert!(
+            head.contains(&format!("content-disposition: {disposition}")),
+            "{head}"
+        );
+    }
+    // Anyone who may not download gets no redirect either.
+    let guarded = start_node(
+        &p,
+        &["--s3-downloads", "redirect", "--anonymous", "dropbox"],
+    );
+    let url = text.json()["files"][0]["url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    assert_eq!(guarded.get(&url).status, 401);
+    for o in b.list(&p, None).expect("list").objects {
+        b.delete_object(&o.key).expect("clean up");
+    }
+}
