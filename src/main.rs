@@ -246,8 +246,7 @@ fn check(cfg: &config::Config, mode: config::CheckMode) -> Result<bool, String> 
     }
     let store = open_store(cfg)?;
     if mode == CheckMode::Rebuild {
-        let n = store.import_unlisted().map_err(|e| e.to_string())?;
-        println!("listed {n} file(s) again; their original names and fields are lost (they show their stored names)");
+        rebuild(&store)?;
     }
     // A commit in flight in a running service has renamed its files but not yet written its
     // rows: only files older than a minute are taken for leftovers.
@@ -257,6 +256,24 @@ fn check(cfg: &config::Config, mode: config::CheckMode) -> Result<bool, String> 
         .map_err(|e| format!("check failed: {e}"))?;
     println!("{report}");
     Ok(mode != CheckMode::Report || report == storage::CheckReport::default())
+}
+
+/// `pidrop check --rebuild` after the catalogue was moved aside: the files listed again —
+/// from the upload dir (names and fields lost), or from the bucket with `--store s3` (every
+/// object carries its record).
+fn rebuild(store: &storage::Store) -> Result<(), String> {
+    #[cfg(feature = "s3")]
+    if let Some(synced) = store.sync_bucket() {
+        let s = synced.map_err(|e| format!("cannot list the bucket: {e}"))?;
+        println!(
+            "listed {} file(s) from the bucket, with their names, fields, albums and owners",
+            s.added
+        );
+        return Ok(());
+    }
+    let n = store.import_unlisted().map_err(|e| e.to_string())?;
+    println!("listed {n} file(s) again; their original names and fields are lost (they show their stored names)");
+    Ok(())
 }
 
 /// After start: the consistency check, slowly, in the background; logs what it repaired.

@@ -402,6 +402,22 @@ fn two_nodes_on_one_bucket_see_each_others_files_and_deletes() {
     assert!(b.list(&p, None).expect("list").objects.is_empty());
 }
 
+/// The test key in a credentials file (a restart passes no environment): its directory (kept
+/// while the test runs) and path.
+fn credentials_file() -> (crate::harness::TempDir, String) {
+    let keys = crate::harness::TempDir::new("s3-keys");
+    let var = |k: &str| std::env::var(format!("PIDROP_TEST_S3_{k}")).expect(k);
+    let file = keys.0.join("s3");
+    let text = format!(
+        "access_key_id = {}\nsecret_access_key = {}\n",
+        var("ACCESS_KEY"),
+        var("SECRET_KEY")
+    );
+    std::fs::write(&file, text).expect("credentials");
+    let path = file.display().to_string();
+    (keys, path)
+}
+
 #[test]
 fn a_node_killed_mid_upload_aborts_its_multipart_upload_when_it_starts_again() {
     let Some(b) = bucket() else { return };
@@ -409,22 +425,9 @@ fn a_node_killed_mid_upload_aborts_its_multipart_upload_when_it_starts_again() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let p = prefix("killed");
-    // The key in a credentials file: a restart passes no environment.
-    let keys = crate::harness::TempDir::new("s3-keys");
-    let var = |k: &str| std::env::var(format!("PIDROP_TEST_S3_{k}")).expect(k);
-    let file = keys.0.join("s3");
-    std::fs::write(
-        &file,
-        format!(
-            "access_key_id = {}\nsecret_access_key = {}\n",
-            var("ACCESS_KEY"),
-            var("SECRET_KEY")
-        ),
-    )
-    .expect("credentials");
+    let (keys, file) = credentials_file();
     let (args, _) = store_args(&p);
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let file = file.display().to_string();
     args.extend(["--s3-credentials", &file]);
     let mut srv = Server::start(&args);
     let mut big = png(0);
@@ -515,6 +518,54 @@ fn redirected_downloads_carry_pidrops_type_and_disposition() {
         .expect("url")
         .to_string();
     assert_eq!(guarded.get(&url).status, 401);
+    for o in b.list(&p, None).expect("list").objects {
+        b.delete_object(&o.key).expect("clean up");
+    }
+}
+
+#[test]
+fn check_rebuild_lists_the_bucket_again_with_names_albums_and_fields() {
+    let Some(b) = bucket() else { return };
+    let _one = LIFECYCLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let p = prefix("rebuild");
+    let (_keys, file) = credentials_file();
+    let (args, _) = store_args(&p);
+    let mut args: Vec<String> = args;
+    args.extend(["--s3-credentials".to_string(), file]);
+    let flags: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut srv = Server::start(&flags);
+    let a = request(
+        srv.addr,
+        "PUT",
+        "/upload/F%C3%AAte.png?album=Trip&note=x",
+        &[],
+        &png(100),
+    );
+    let c = request(srv.addr, "PUT", "/upload/b.png", &[], &png(200));
+    assert_eq!((a.status, c.status), (201, 201));
+    // Objects settle for 5 s before a sync lists them (their own node lists them first).
+    std::thread::sleep(std::time::Duration::from_millis(5500));
+    srv.kill9();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pidrop"))
+        .args(["check", "--rebuild", "--dir"])
+        .arg(&srv.dir)
+        .args(&args)
+        .output()
+        .expect("check");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("listed 2 file(s) from the bucket"), "{said}");
+    srv.restart();
+    let listed = srv.get("/files").json();
+    let files = listed["files"].as_array().expect("files");
+    let fete = files
+        .iter()
+        .find(|f| f["original_name"] == "Fête.png")
+        .expect("Fête.png");
+    assert_eq!(fete["album"], "Trip");
+    assert_eq!(fete["fields"]["note"], "x");
+    assert_eq!(files.len(), 2);
     for o in b.list(&p, None).expect("list").objects {
         b.delete_object(&o.key).expect("clean up");
     }
