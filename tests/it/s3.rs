@@ -425,7 +425,7 @@ fn a_node_killed_mid_upload_aborts_its_multipart_upload_when_it_starts_again() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let p = prefix("killed");
-    let (keys, file) = credentials_file();
+    let (_keys, file) = credentials_file();
     let (args, _) = store_args(&p);
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
     args.extend(["--s3-credentials", &file]);
