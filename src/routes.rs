@@ -539,9 +539,10 @@ impl App {
             });
     }
 
+    /// Where its thumbnail is, if it has one (not for files in a bucket: no local file to read).
     fn thumbnail_url(&self, m: &Meta) -> Option<String> {
         #[cfg(feature = "thumbnails")]
-        if self.thumbs.available(&m.name, &m.mime) {
+        if !self.store.is_remote() && self.thumbs.available(&m.name, &m.mime) {
             return Some(self.url(&format!("/thumbnails/{}", m.name)));
         }
         let _ = m;

@@ -288,6 +288,8 @@ fn with_store_s3_files_live_in_the_bucket_and_come_back_through_pidrop() {
         read_body(&b, &format!("{p}{name}"), None),
         (200, data.clone())
     );
+    // No thumbnail is offered for a file with no local copy to read.
+    assert!(put.json()["files"][0]["thumbnail_url"].is_null());
     assert!(
         !list(&srv.dir).contains(&name),
         "nothing stored in the upload dir"
