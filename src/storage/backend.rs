@@ -82,6 +82,19 @@ pub trait Backend: Send + Sync {
         len: u64,
         digest: Option<DigestState>,
     ) -> io::Result<Box<dyn BlobWriter>>;
+    /// A blob of exactly `len` bytes to be placed under `name` (chosen now), written straight
+    /// to where it is stored without a local copy — if the backend does that (S3); `None`
+    /// otherwise (then `create`). `mime` and `original` are known already (the content check
+    /// passed); the rest of the description comes with `place`.
+    fn stream(
+        &self,
+        _name: &str,
+        _len: u64,
+        _mime: &str,
+        _original: &str,
+    ) -> Option<io::Result<Box<dyn BlobWriter>>> {
+        None
+    }
     /// Removes the kept blob `id` (terminated or expired); `Ok(false)` if there was none.
     fn discard(&self, id: &str) -> io::Result<bool>;
     /// Makes the blobs placed so far durable under their names.

@@ -38,6 +38,12 @@ pub struct LocalDir {
 impl LocalDir {
     /// Opens the blob store under `dir` (with pidrop's state dir `state`), removing the temp
     /// files a crash left.
+    /// Whether blobs are hashed as they come in (`--checksum`).
+    #[cfg(feature = "s3")]
+    pub fn hashing(&self) -> bool {
+        self.checksum
+    }
+
     pub fn open(dir: &Path, state: &Path, checksum: bool) -> io::Result<LocalDir> {
         let mut local = LocalDir {
             dir: dir.to_path_buf(),

@@ -76,6 +76,10 @@ pub struct Store {
 /// unfinished blob of a request is removed when this is dropped (see [`Lifetime`]).
 pub struct TempFile {
     blob: Box<dyn BlobWriter>,
+    /// The stored name, when the backend needed it before the first byte (`Backend::stream`).
+    name: Option<String>,
+    /// Whether the bytes land on the local disk (free space matters) or go straight elsewhere.
+    on_disk: bool,
     unchecked: u64,
     /// This upload's share of `Store::reserved`, given back on drop.
     reserved: u64,
@@ -133,6 +137,16 @@ impl Staged {
     pub fn local_path(&self) -> Option<&Path> {
         self.temp.blob.local_path()
     }
+}
+
+/// A new stored name: 128 random bits in hex, and the extension.
+fn stored_name(ext: &str) -> io::Result<String> {
+    let hex = random_hex()?;
+    Ok(if ext.is_empty() {
+        hex
+    } else {
+        format!("{hex}.{ext}")
+    })
 }
 
 /// `/dev/urandom`, opened once: two opens per upload showed up in `strace -c` of small files.
@@ -342,11 +356,19 @@ impl Store {
     /// Refuses if storing `more` bytes would leave less than `--min-free`, counting what the
     /// uploads in flight have reserved.
     pub fn ensure_room(&self, more: u64) -> Result<(), AppError> {
-        let pool = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
-        self.room_for(*pool, more)
+        self.ensure_room_as(more, true)
     }
 
-    fn room_for(&self, reserved: u64, more: u64) -> Result<(), AppError> {
+    /// `ensure_room` for bytes that go to the local disk (`on_disk`) or straight elsewhere
+    /// (then only `--max-total` applies).
+    pub fn ensure_room_as(&self, more: u64, on_disk: bool) -> Result<(), AppError> {
+        let pool = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        self.room_for(*pool, more, on_disk)
+    }
+
+    /// Whether `more` bytes fit under `--max-total` and, when they go to the local disk
+    /// (`on_disk`), above `--min-free`, beside the `reserved` ones.
+    fn room_for(&self, reserved: u64, more: u64, on_disk: bool) -> Result<(), AppError> {
         self.check_mount()?;
         if let Some(max) = self.max_total {
             let (_, stored) = self.catalogue.totals().map_err(catalogue_error)?;
@@ -357,6 +379,9 @@ impl Store {
                 }
                 .into());
             }
+        }
+        if !on_disk {
+            return Ok(());
         }
         let free = self.free_space().map_err(AppError::Storage)?;
         let left = free.saturating_sub(reserved).saturating_sub(more);
@@ -375,7 +400,7 @@ impl Store {
     /// last of it).
     fn reserve(&self, temp: &mut TempFile, n: u64) -> Result<(), AppError> {
         let mut pool = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
-        self.room_for(*pool, n)?;
+        self.room_for(*pool, n, temp.on_disk)?;
         *pool += n;
         temp.reserved += n;
         Ok(())
@@ -409,6 +434,33 @@ impl Store {
         self.wrap(blob, expected)
     }
 
+    /// A file of exactly `len` bytes (already checked: `mime`) sent straight to where it is
+    /// stored, under a name chosen now, if the backend does that (`Backend::stream`); `None`
+    /// when it does not (then `create_temp`). Its reservation counts against `--max-total`
+    /// only: no byte of it touches the local disk.
+    pub fn create_streamed(
+        &self,
+        len: u64,
+        original: &str,
+        mime: &str,
+        ext: &str,
+    ) -> Result<Option<TempFile>, AppError> {
+        let name = stored_name(ext).map_err(AppError::Storage)?;
+        let Some(blob) = self.blobs.stream(&name, len, mime, original) else {
+            return Ok(None);
+        };
+        let mut temp = TempFile {
+            blob: blob.map_err(AppError::Storage)?,
+            name: Some(name),
+            on_disk: false,
+            unchecked: 0,
+            reserved: 0,
+            pool: self.reserved.clone(),
+        };
+        self.reserve(&mut temp, len)?;
+        Ok(Some(temp))
+    }
+
     /// A kept blob again (a resumable upload), cut back to the `len` bytes acknowledged. It
     /// reserves nothing itself: a resumable upload's reservation stands between its requests
     /// (`reserve_standing`) and is lent to it with `TempFile::adopt`.
@@ -428,7 +480,7 @@ impl Store {
     /// Reserves `n` bytes for a resumable upload between its requests, if there is room.
     pub fn reserve_standing(&self, n: u64) -> Result<(), AppError> {
         let mut pool = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
-        self.room_for(*pool, n)?;
+        self.room_for(*pool, n, true)?;
         *pool += n;
         Ok(())
     }
@@ -454,6 +506,8 @@ impl Store {
     fn wrap(&self, blob: Box<dyn BlobWriter>, expected: Option<u64>) -> Result<TempFile, AppError> {
         let mut temp = TempFile {
             blob,
+            name: None,
+            on_disk: true,
             unchecked: 0,
             reserved: 0,
             pool: self.reserved.clone(),
@@ -487,7 +541,7 @@ impl Store {
     /// The periodic free-space check.
     fn wrote(&self, temp: &mut TempFile, n: u64) -> Result<(), AppError> {
         temp.unchecked += n;
-        if temp.unchecked >= FREE_CHECK_EVERY {
+        if temp.on_disk && temp.unchecked >= FREE_CHECK_EVERY {
             temp.unchecked = 0;
             self.ensure_room(0)?;
         }
@@ -509,11 +563,9 @@ impl Store {
     ) -> Result<Staged, AppError> {
         let sha256 = temp.blob.finish().map_err(AppError::Storage)?;
         temp.release_reservation();
-        let hex = random_hex().map_err(AppError::Storage)?;
-        let name = if ext.is_empty() {
-            hex
-        } else {
-            format!("{hex}.{ext}")
+        let name = match temp.name.take() {
+            Some(name) => name,
+            None => stored_name(ext).map_err(AppError::Storage)?,
         };
         let uploaded_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -1,28 +1,39 @@
-//! Stored files in an S3 bucket (`--store s3`): a [`Backend`] whose blobs are received into
-//! the local state dir first (a request's temp file, a resumable upload's kept file — so the
-//! size limit, the content check and `--scan-cmd` see a local file as before) and go to the
-//! bucket when placed under their stored name, as `<prefix><name>`: one streamed PUT, or a
-//! multipart upload of parts of max(8 MiB, size/10,000) read from the file 8 KiB at a time.
-//! An object exists under a stored name only once it is complete; a failed upload is aborted.
+//! Stored files in an S3 bucket (`--store s3`), as `<prefix><stored name>`, two ways in:
+//!
+//! - **Streamed** (`Backend::stream`: a file whose length is known before its first byte, a
+//!   PUT): a multipart upload under its stored name, started once the content check passed,
+//!   each part of max(8 MiB, size/10,000) written to its own connection as the bytes arrive
+//!   from the client — the SD card is not touched and nothing but the caller's 8 KiB buffer
+//!   is held. A part cannot be sent again (its bytes are gone): a failure fails the upload.
+//! - **Spooled** (`Backend::create`: unknown length, multipart forms, tus, `--scan-cmd`):
+//!   received into the local state dir first, then one PUT or a multipart upload read from
+//!   the file, each part tried up to three times.
+//!
+//! Either way an object exists under a stored name only once it is complete (a streamed upload
+//! is completed in `place`, just before the catalogue commit); anything unfinished is aborted,
+//! and the upload ids are noted in the catalogue so a crash is undone at the next start.
 //! Reading streams from the bucket (ranged GETs); there is no local path, so no thumbnails.
 //!
-//! Each object carries what another node needs to list it (`x-amz-meta-pidrop-*`), and
-//! `sync` brings a node's catalogue in line with the bucket (several nodes on one bucket).
-//!
-//! Not yet (issue 17): streaming a known length straight from the socket to the bucket
-//! without the local file, sidecars for fields past S3's 2 KB of metadata, redirects, direct
-//! uploads. The consistency check does not walk the bucket (another node's objects are not
-//! this node's orphans); rows whose object is gone are still found.
+//! Each object carries what another node needs to list it (`x-amz-meta-pidrop-*`); what does
+//! not fit in S3's 2 KB of metadata — or is known only at the end of a streamed upload, its
+//! sha256 — is in a sidecar object `<prefix>.pidrop/<name>`, written before the object is
+//! complete and flagged by `x-amz-meta-pidrop-sidecar: 1`. `sync` brings a node's catalogue in
+//! line with the bucket (several nodes on one bucket). The consistency check does not walk the
+//! bucket (another node's objects are not this node's orphans); rows whose object is gone are
+//! still found.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
+
 use super::backend::{Backend, Blob, BlobInfo, BlobWriter, DigestState, Lifetime};
 use super::local::LocalDir;
 use super::meta::{decode_fields, encode_fields};
 use super::{is_stored_name, Catalogue, Meta};
+use crate::s3::http::Sending;
 use crate::s3::Bucket;
 use crate::sys::Pipe;
 
@@ -32,6 +43,13 @@ const SINGLE_PUT: u64 = 64 << 20;
 const MIN_PART: u64 = 8 << 20;
 /// S3's most parts per upload.
 const MAX_PARTS: u64 = 10_000;
+/// Tries per part of a spooled upload (its bytes can be read again from the file).
+const PART_TRIES: u32 = 3;
+/// Most bytes of `x-amz-meta-*` kept on the object itself (S3 allows 2 KB in all); a file
+/// described by more has a sidecar.
+const META_ON_OBJECT: usize = 1800;
+/// Where sidecars live, under the prefix (not a stored name: `sync` passes over them).
+const SIDECARS: &str = ".pidrop/";
 /// An object younger than this (seconds) is not listed by the sync yet: the node that wrote
 /// it lists it itself a moment after (its catalogue row follows the object's completion).
 const SETTLE: u64 = 5;
@@ -154,6 +172,11 @@ impl Catalogue {
     }
 }
 
+/// The part size for a file of `len` bytes: at most 10,000 parts, none below 8 MiB.
+fn part_size(len: u64) -> u64 {
+    MIN_PART.max(len.div_ceil(MAX_PARTS))
+}
+
 fn upload_parts(
     bucket: &Bucket,
     key: &str,
@@ -161,24 +184,49 @@ fn upload_parts(
     file: &mut File,
     len: u64,
 ) -> io::Result<Vec<(u32, String)>> {
-    let part = MIN_PART.max(len.div_ceil(MAX_PARTS));
+    let part = part_size(len);
     let mut parts = Vec::new();
     let mut at = 0;
     let mut n = 1u32;
     while at < len {
         let this = part.min(len - at);
-        let mut s = bucket.upload_part(key, id, n, this).map_err(s3_io)?;
-        io::copy(&mut Read::take(&mut *file, this), &mut s)?;
-        parts.push((n, bucket.finish_part(s).map_err(s3_io)?));
+        let mut tries = 0;
+        let etag = loop {
+            tries += 1;
+            match send_part(bucket, key, id, n, file, at, this) {
+                Ok(etag) => break etag,
+                Err(e) if tries < PART_TRIES => {
+                    log::warn!("part {n} of {key} failed ({e}); sending it again");
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        parts.push((n, etag));
         at += this;
         n += 1;
     }
     Ok(parts)
 }
 
-/// What an object carries so that another node (or a rebuild) can list it: its type and
-/// `x-amz-meta-pidrop-*` (free text percent-encoded; the fields only when they fit S3's 2 KB).
-fn object_headers(m: &Meta) -> Vec<(String, String)> {
+/// Part `n`: `len` bytes of `file` from `at`; its ETag.
+fn send_part(
+    bucket: &Bucket,
+    key: &str,
+    id: &str,
+    n: u32,
+    file: &mut File,
+    at: u64,
+    len: u64,
+) -> io::Result<String> {
+    file.seek(SeekFrom::Start(at))?;
+    let mut s = bucket.upload_part(key, id, n, len).map_err(s3_io)?;
+    io::copy(&mut Read::take(&mut *file, len), &mut s)?;
+    bucket.finish_part(s).map_err(s3_io)
+}
+
+/// What describes a stored file so that another node (or a rebuild) can list it: its type and
+/// `x-amz-meta-pidrop-*`, free text percent-encoded.
+fn describing_headers(m: &Meta) -> Vec<(String, String)> {
     let enc = |s: &str| crate::s3::sigv4::uri_encode(s, false);
     let mut h = vec![
         ("content-type".to_string(), m.mime.clone()),
@@ -203,10 +251,84 @@ fn object_headers(m: &Meta) -> Vec<(String, String)> {
         h.push(("x-amz-meta-pidrop-expires".to_string(), t.to_string()));
     }
     let fields = enc(&encode_fields(&m.fields));
-    if fields.len() <= 1024 {
+    if !fields.is_empty() {
         h.push(("x-amz-meta-pidrop-fields".to_string(), fields));
     }
     h
+}
+
+/// The headers an object is written with, and its sidecar's text when the description does
+/// not fit on the object (then the object carries its type, its name and the flag only).
+fn object_headers(m: &Meta) -> (Vec<(String, String)>, Option<String>) {
+    let all = describing_headers(m);
+    let size: usize = all
+        .iter()
+        .filter(|(k, _)| k.starts_with("x-amz-meta-"))
+        .map(|(k, v)| k.len() - "x-amz-meta-".len() + v.len())
+        .sum();
+    if size <= META_ON_OBJECT {
+        return (all, None);
+    }
+    (flagged_headers(&m.mime, ""), Some(sidecar_text(&all)))
+}
+
+/// An object whose description is in its sidecar: its type, its original name (when short
+/// enough to carry), and the flag.
+fn flagged_headers(mime: &str, original: &str) -> Vec<(String, String)> {
+    let mut h = vec![
+        ("content-type".to_string(), mime.to_string()),
+        ("x-amz-meta-pidrop-sidecar".to_string(), "1".to_string()),
+    ];
+    let name = crate::s3::sigv4::uri_encode(original, false);
+    if !name.is_empty() && name.len() <= 1024 {
+        h.push(("x-amz-meta-pidrop-name".to_string(), name));
+    }
+    h
+}
+
+/// A sidecar: one `header: value` per line (values are percent-encoded: no line breaks).
+fn sidecar_text(headers: &[(String, String)]) -> String {
+    headers
+        .iter()
+        .filter(|(k, _)| k.starts_with("x-amz-meta-pidrop-"))
+        .map(|(k, v)| format!("{k}: {v}\n"))
+        .collect()
+}
+
+fn sidecar_key(prefix: &str, name: &str) -> String {
+    format!("{prefix}{SIDECARS}{name}")
+}
+
+/// A stored file's record from its object's headers, and its sidecar when it has one (a
+/// missing sidecar leaves what the object says).
+fn describe(
+    bucket: &Bucket,
+    prefix: &str,
+    name: &str,
+    size: u64,
+    mut headers: Vec<(String, String)>,
+) -> io::Result<Meta> {
+    let flagged = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("x-amz-meta-pidrop-sidecar") && v == "1");
+    if flagged {
+        match bucket.get_object(&sidecar_key(prefix, name), None) {
+            Ok(mut reply) => {
+                let text = reply.read_all(64 * 1024)?;
+                let mut side: Vec<(String, String)> = String::from_utf8_lossy(&text)
+                    .lines()
+                    .filter_map(|l| l.split_once(": "))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                // The sidecar's lines come first: they are what is looked up.
+                side.append(&mut headers);
+                headers = side;
+            }
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) => return Err(s3_io(e)),
+        }
+    }
+    Ok(meta_from_object(name, size, &headers))
 }
 
 /// A stored file's record from its object's headers (`object_headers`) and key.
@@ -313,7 +435,7 @@ pub fn sync(cat: &Catalogue, bucket: &Bucket, prefix: &str) -> io::Result<Synced
                 continue;
             }
             if let Some(headers) = bucket.head_object(&obj.key).map_err(s3_io)? {
-                let m = meta_from_object(name, obj.size, &headers);
+                let m = describe(bucket, prefix, name, obj.size, headers)?;
                 done.added += cat.import(&[m]).map_err(io::Error::other)?;
             }
         }
@@ -387,14 +509,189 @@ impl BlobWriter for S3Writer {
         let mut file = File::open(&path)?;
         let len = self.inner.written();
         let key = format!("{}{}", self.prefix, meta.name);
-        let headers = object_headers(meta);
-        upload_file(&self.bucket, &self.journal, &key, &headers, &mut file, len)?;
+        let (headers, sidecar) = object_headers(meta);
+        if let Some(text) = &sidecar {
+            let side = sidecar_key(&self.prefix, &meta.name);
+            self.bucket
+                .put_object(&side, text.as_bytes(), &[])
+                .map_err(s3_io)?;
+        }
+        let sent = upload_file(&self.bucket, &self.journal, &key, &headers, &mut file, len);
+        if sent.is_err() && sidecar.is_some() {
+            let _ = self
+                .bucket
+                .delete_object(&sidecar_key(&self.prefix, &meta.name));
+        }
+        sent?;
         // The request's temp file goes when this writer is dropped unplaced locally; a kept
         // one must be removed now.
         if let Some((_, Ok(kept))) = &self.kept {
             let _ = std::fs::remove_file(kept);
         }
         Ok(())
+    }
+}
+
+/// A file of known length going into the bucket as it arrives: a multipart upload under its
+/// stored name, part after part, each written to its own connection (see the module's head).
+struct S3Stream {
+    bucket: Arc<Bucket>,
+    journal: Arc<Catalogue>,
+    key: String,
+    sidecar: String,
+    id: String,
+    /// The declared length: exactly this many bytes, no more, no fewer.
+    len: u64,
+    part: u64,
+    written: u64,
+    /// (number, ETag) of the parts sent.
+    parts: Vec<(u32, String)>,
+    /// The part being written.
+    current: Option<Sending>,
+    hasher: Option<Sha256>,
+    /// Completed (placed) or aborted: nothing left to undo.
+    done: bool,
+}
+
+impl S3Stream {
+    /// The number of the next part (at most 10,000 of them).
+    fn next_number(&self) -> u32 {
+        u32::try_from(self.parts.len()).map_or(u32::MAX, |n| n + 1)
+    }
+
+    /// The part being written, started if need be.
+    fn part(&mut self) -> io::Result<&mut Sending> {
+        if self.current.is_none() {
+            let n = self.next_number();
+            let this = self.part.min(self.len - self.written);
+            let s = self
+                .bucket
+                .upload_part(&self.key, &self.id, n, this)
+                .map_err(s3_io)?;
+            self.current = Some(s);
+        }
+        self.current
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no part"))
+    }
+
+    /// Ends the part being written once all its bytes are in.
+    fn end_part_if_full(&mut self) -> io::Result<()> {
+        if let Some(s) = self.current.take_if(|s| s.left() == 0) {
+            let etag = self.bucket.finish_part(s).map_err(s3_io)?;
+            self.parts.push((self.next_number(), etag));
+        }
+        Ok(())
+    }
+
+    fn abort(&mut self) {
+        self.done = true;
+        self.current = None;
+        if let Err(e) = self.bucket.abort_multipart(&self.key, &self.id) {
+            log::warn!("cannot abort the multipart upload of {}: {e}", self.key);
+            return;
+        }
+        let _ = self.journal.multipart_done(&self.id);
+    }
+}
+
+impl BlobWriter for S3Stream {
+    fn append(&mut self, mut data: &[u8]) -> io::Result<()> {
+        if self.written + data.len() as u64 > self.len {
+            return Err(io::Error::other("more bytes than the declared length"));
+        }
+        if let Some(h) = &mut self.hasher {
+            h.update(data);
+        }
+        while !data.is_empty() {
+            let s = self.part()?;
+            let n = usize::try_from(s.left())
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            io::Write::write_all(s, &data[..n])?;
+            self.written += n as u64;
+            data = &data[n..];
+            self.end_part_if_full()?;
+        }
+        Ok(())
+    }
+
+    /// The bytes are read out of the pipe (they must be hashed and go to a socket anyway).
+    fn append_from_pipe(&mut self, pipe: &Pipe, len: usize) -> io::Result<()> {
+        let mut buf = [0u8; 8192];
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(buf.len());
+            let n = pipe.read_out(&mut buf[..want])?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.append(&buf[..n])?;
+            left -= n;
+        }
+        Ok(())
+    }
+
+    fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Parts are durable in the bucket once answered; nothing in between.
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<Option<String>> {
+        if self.written != self.len {
+            return Err(io::Error::other("fewer bytes than the declared length"));
+        }
+        self.end_part_if_full()?;
+        Ok(self
+            .hasher
+            .take()
+            .map(|h| super::hex(h.finalize().as_slice())))
+    }
+
+    fn suspend_digest(&mut self) -> Option<DigestState> {
+        None
+    }
+
+    fn local_path(&self) -> Option<&Path> {
+        None
+    }
+
+    /// The sidecar (the description, with the sha256 now known), then the completion: the
+    /// object appears whole under its name.
+    fn place(&mut self, meta: &Meta) -> io::Result<()> {
+        let text = sidecar_text(&describing_headers(meta));
+        let placed = self
+            .bucket
+            .put_object(&self.sidecar, text.as_bytes(), &[])
+            .and_then(|()| {
+                self.bucket
+                    .complete_multipart(&self.key, &self.id, &self.parts)
+            });
+        match placed {
+            Ok(()) => {
+                self.done = true;
+                let _ = self.journal.multipart_done(&self.id);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.bucket.delete_object(&self.sidecar);
+                self.abort();
+                Err(s3_io(e))
+            }
+        }
+    }
+}
+
+impl Drop for S3Stream {
+    /// Unplaced (a refusal, a disconnect, a failed part): the multipart upload is aborted.
+    fn drop(&mut self) {
+        if !self.done {
+            self.abort();
+        }
     }
 }
 
@@ -429,9 +726,55 @@ impl Backend for S3Dir {
 
     fn remove(&self, name: &str) -> io::Result<bool> {
         let key = format!("{}{name}", self.prefix);
-        let had = self.bucket.head_object(&key).map_err(s3_io)?.is_some();
+        let head = self.bucket.head_object(&key).map_err(s3_io)?;
         self.bucket.delete_object(&key).map_err(s3_io)?;
-        Ok(had)
+        let flagged = head.as_ref().is_some_and(|h| {
+            h.iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case("x-amz-meta-pidrop-sidecar") && v == "1")
+        });
+        if flagged {
+            let side = sidecar_key(&self.prefix, name);
+            self.bucket.delete_object(&side).map_err(s3_io)?;
+        }
+        Ok(head.is_some())
+    }
+
+    fn stream(
+        &self,
+        name: &str,
+        len: u64,
+        mime: &str,
+        original: &str,
+    ) -> Option<io::Result<Box<dyn BlobWriter>>> {
+        let key = format!("{}{name}", self.prefix);
+        let headers = flagged_headers(mime, original);
+        let started = (|| {
+            let id = self
+                .bucket
+                .create_multipart(&key, &headers)
+                .map_err(s3_io)?;
+            if let Err(e) = self.journal.multipart_started(&id, &key) {
+                let _ = self.bucket.abort_multipart(&key, &id);
+                return Err(io::Error::other(e));
+            }
+            Ok(id)
+        })();
+        Some(started.map(|id| {
+            Box::new(S3Stream {
+                bucket: self.bucket.clone(),
+                journal: self.journal.clone(),
+                sidecar: sidecar_key(&self.prefix, name),
+                key,
+                id,
+                len,
+                part: part_size(len),
+                written: 0,
+                parts: Vec::new(),
+                current: None,
+                hasher: self.local.hashing().then(Sha256::new),
+                done: false,
+            }) as Box<dyn BlobWriter>
+        }))
     }
 
     fn open(&self, _name: &str) -> io::Result<Blob> {

@@ -225,22 +225,47 @@ impl<'s> Ingest<'s> {
         if self.strip_gps {
             self.gps_stripped = gps::strip(&mut self.sniff);
         }
-        self.store.ensure_room(0)?;
         // The whole file: what was held so far is written into the blob below, like the rest.
         let expected = self.expected;
-        let mut temp = match &self.kept {
-            Some(id) => {
+        let mut temp = match (&self.kept, self.streamed(&mime)?) {
+            (_, Some(t)) => t,
+            (Some(id), None) => {
+                self.store.ensure_room(0)?;
                 let mut t = self.store.create_temp(Some(0), Lifetime::Kept(id))?;
                 t.adopt(std::mem::take(&mut self.standing));
                 t
             }
-            None => self.store.create_temp(expected, Lifetime::Request)?,
+            (None, None) => {
+                self.store.ensure_room(0)?;
+                self.store.create_temp(expected, Lifetime::Request)?
+            }
         };
         self.store.write(&mut temp, &self.sniff)?;
         self.sniff = Vec::new();
         self.mime = Some(mime);
         self.temp = Some(temp);
         Ok(())
+    }
+
+    /// A blob going straight to the backend's store, when it can take one: a request's file of
+    /// known length (not a resumable upload's, whose bytes come in several requests), with no
+    /// `--scan-cmd` (a scanner reads a local file).
+    fn streamed(&self, mime: &str) -> Result<Option<TempFile>, AppError> {
+        match self.expected {
+            Some(len) if self.streams() => {
+                self.store
+                    .create_streamed(len, &self.original, mime, &self.ext)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether this file's bytes will go straight to a remote store (see `streamed`).
+    pub fn streams(&self) -> bool {
+        self.store.is_remote()
+            && self.expected.is_some_and(|n| n > 0)
+            && self.kept.is_none()
+            && self.hooks.scan.is_none()
     }
 
     /// Makes what was taken durable without finishing (a resumable upload's offset): the blob,

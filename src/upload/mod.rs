@@ -52,11 +52,14 @@ enum Current<'a> {
 }
 
 /// Checks that need only the head: declared size against the limit and the free space.
+/// `on_disk`: whether the bytes will be written to the local disk first (not when they are
+/// streamed to a bucket), so free space matters.
 fn precheck(
     store: &Store,
     declared: Option<u64>,
     limit: u64,
     whole_request: bool,
+    on_disk: bool,
 ) -> Result<(), AppError> {
     if let Some(n) = declared {
         if n > limit {
@@ -67,7 +70,7 @@ fn precheck(
             });
         }
     }
-    store.ensure_room(declared.unwrap_or(0))
+    store.ensure_room_as(declared.unwrap_or(0), on_disk)
 }
 
 /// `POST /upload`, multipart/form-data.
@@ -79,7 +82,7 @@ pub fn multipart(
 ) -> Result<Outcome, AppError> {
     let ctype = req.header("content-type").unwrap_or("");
     let boundary = multipart::boundary(ctype)?;
-    precheck(store, req.body.declared_len(), cfg.max_request, true)?;
+    precheck(store, req.body.declared_len(), cfg.max_request, true, true)?;
     // A large body with a known length is scanned from a pipe while file data is spliced from
     // a second one (see `tee.rs`); else read through the parser's buffer.
     let hold = worth_splicing(store, req.body.remaining());
@@ -369,7 +372,8 @@ pub fn put(
     let original =
         validate::original_name(&String::from_utf8_lossy(&decoded)).ok_or(UploadError::BadName)?;
     let mut file = Ingest::begin(cfg, store, original)?.expect(req.body.declared_len());
-    precheck(store, req.body.declared_len(), cfg.max_size, false)?;
+    let on_disk = !file.streams();
+    precheck(store, req.body.declared_len(), cfg.max_size, false, on_disk)?;
     let fields = query_fields(req.head.query.as_deref());
     // A bad album or expiry is refused before a byte is stored.
     placement::placement(cfg, &fields, crate::time::now_secs())?;

@@ -241,6 +241,23 @@ fn the_abort_rule_is_added_beside_the_buckets_own_rules() {
     );
 }
 
+/// Removes every object under `p` (what a test left in the bucket).
+fn clean_up(b: &Bucket, p: &str) {
+    for o in b.list(p, None).expect("list").objects {
+        b.delete_object(&o.key).expect("clean up");
+    }
+}
+
+/// The keys under `p`: stored files, and sidecars (under `p.pidrop/`).
+fn objects(b: &Bucket, p: &str) -> (Vec<String>, Vec<String>) {
+    b.list(p, None)
+        .expect("list")
+        .objects
+        .into_iter()
+        .map(|o| o.key)
+        .partition(|k| !k.starts_with(&format!("{p}.pidrop/")))
+}
+
 /// The test bucket's settings as pidrop flags and environment, under `prefix`.
 fn store_args(prefix: &str) -> (Vec<String>, Vec<(String, String)>) {
     let var = |k: &str| std::env::var(format!("PIDROP_TEST_S3_{k}")).expect(k);
@@ -322,8 +339,13 @@ fn with_store_s3_files_live_in_the_bucket_and_come_back_through_pidrop() {
     assert_eq!(post_form(srv.addr, form).status, 201);
     let tus = tus_whole(srv.addr, "filename dC5wbmc=", &png(700));
     assert_eq!(tus.status, 204, "{}", tus.text());
-    let objects = b.list(&p, None).expect("list").objects;
-    assert_eq!(objects.len(), 4, "{objects:?}");
+    let (stored, sidecars) = objects(&b, &p);
+    assert_eq!(stored.len(), 4, "{stored:?}");
+    // The PUTs were streamed (their sha256 known only at the end: a sidecar each); the form
+    // and tus uploads were spooled and carry everything on the object.
+    assert_eq!(sidecars.len(), 2, "{sidecars:?}");
+    assert!(sidecars.contains(&format!("{p}.pidrop/{name}")));
+    assert!(sidecars.contains(&format!("{p}.pidrop/{big_name}")));
 
     // A delete through pidrop removes the object.
     assert_eq!(request(srv.addr, "DELETE", &url, &[], b"").status, 204);
@@ -331,9 +353,11 @@ fn with_store_s3_files_live_in_the_bucket_and_come_back_through_pidrop() {
         .head_object(&format!("{p}{name}"))
         .expect("head")
         .is_none());
-    for o in b.list(&p, None).expect("list").objects {
-        b.delete_object(&o.key).expect("clean up");
-    }
+    assert!(
+        !objects(&b, &p).1.contains(&format!("{p}.pidrop/{name}")),
+        "its sidecar went with it"
+    );
+    clean_up(&b, &p);
 }
 
 #[test]
@@ -520,9 +544,7 @@ fn redirected_downloads_carry_pidrops_type_and_disposition() {
         .expect("url")
         .to_string();
     assert_eq!(guarded.get(&url).status, 401);
-    for o in b.list(&p, None).expect("list").objects {
-        b.delete_object(&o.key).expect("clean up");
-    }
+    clean_up(&b, &p);
 }
 
 #[test]
@@ -568,7 +590,111 @@ fn check_rebuild_lists_the_bucket_again_with_names_albums_and_fields() {
     assert_eq!(fete["album"], "Trip");
     assert_eq!(fete["fields"]["note"], "x");
     assert_eq!(files.len(), 2);
-    for o in b.list(&p, None).expect("list").objects {
-        b.delete_object(&o.key).expect("clean up");
-    }
+    clean_up(&b, &p);
+}
+
+#[test]
+fn a_put_goes_straight_to_the_bucket_and_a_disconnect_leaves_nothing_behind() {
+    let Some(b) = bucket() else { return };
+    let _one = LIFECYCLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let p = prefix("straight");
+    // More free space asked for than any disk here has: what touches the disk is refused,
+    // what goes straight to the bucket is not.
+    let srv = start_node(&p, &["--min-free", "1000000G"]);
+    let form = Form::new().file("file", "f.png", "image/png", &png(500));
+    assert_eq!(post_form(srv.addr, form).status, 507);
+    let data = png(3 << 20);
+    let put = request(srv.addr, "PUT", "/upload/a.png", &[], &data);
+    assert_eq!(put.status, 201, "{}", put.text());
+    let name = name_of(&put);
+    assert_eq!(read_body(&b, &format!("{p}{name}"), None), (200, data));
+
+    // Half a body, then the client goes: while it is sent, the state dir holds no copy and
+    // the bucket has a multipart upload running; after, neither an upload nor an object.
+    let addr = srv.addr;
+    let mut s = crate::harness::connect(addr);
+    let total = 20 << 20;
+    let head =
+        format!("PUT /upload/half.png HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {total}\r\n\r\n");
+    s.write_all(head.as_bytes()).expect("head");
+    let mut half = png(0);
+    half.extend_from_slice(&bytes(3, 10 << 20));
+    s.write_all(&half).expect("half");
+    let running = crate::harness::eventually(std::time::Duration::from_secs(20), || {
+        b.multipart_uploads(&p).is_ok_and(|u| !u.is_empty())
+    });
+    assert!(running, "no multipart upload running");
+    let tmp = srv.dir.join(".pidrop/tmp");
+    let spooled: Vec<_> = std::fs::read_dir(&tmp)
+        .expect("tmp")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .filter(|n| n != "splice-probe.part")
+        .collect();
+    assert!(spooled.is_empty(), "spooled: {spooled:?}");
+    drop(s);
+    let aborted = crate::harness::eventually(std::time::Duration::from_secs(20), || {
+        b.multipart_uploads(&p).is_ok_and(|u| u.is_empty())
+    });
+    assert!(aborted, "the multipart upload was left running");
+    let (stored, sidecars) = objects(&b, &p);
+    assert_eq!((stored.len(), sidecars.len()), (1, 1), "{stored:?}");
+    clean_up(&b, &p);
+}
+
+#[test]
+fn fields_past_what_metadata_holds_go_to_a_sidecar_another_node_reads() {
+    let Some(b) = bucket() else { return };
+    let _one = LIFECYCLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let p = prefix("sidecar");
+    let fast = ["--s3-sync-interval", "1s"];
+    let a = start_node(&p, &fast);
+    let node_b = start_node(&p, &fast);
+    // A multipart form is spooled: its object carries its description, unless too long.
+    let long = "é".repeat(700);
+    let short = Form::new()
+        .field("note", "short")
+        .file("file", "s.png", "image/png", &png(300));
+    let long_form = Form::new()
+        .field("note", &long)
+        .file("file", "l.png", "image/png", &png(400));
+    let s = post_form(a.addr, short);
+    let l = post_form(a.addr, long_form);
+    assert_eq!((s.status, l.status), (201, 201), "{}", l.text());
+    let (short_name, long_name) = (name_of(&s), name_of(&l));
+    let (_, sidecars) = objects(&b, &p);
+    assert_eq!(sidecars, vec![format!("{p}.pidrop/{long_name}")]);
+    let head = b
+        .head_object(&format!("{p}{short_name}"))
+        .expect("head")
+        .expect("object");
+    assert!(head
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("x-amz-meta-pidrop-fields") && v.contains("short")));
+    // Node B lists both with all their fields.
+    let seen = crate::harness::eventually(std::time::Duration::from_secs(20), || {
+        node_b.get("/files").json()["files"]
+            .as_array()
+            .is_some_and(|f| f.len() == 2)
+    });
+    assert!(seen, "node B never listed both");
+    let listed = node_b.get("/files").json();
+    let by_name = |n: &str| {
+        listed["files"]
+            .as_array()
+            .and_then(|f| f.iter().find(|x| x["name"] == n).cloned())
+            .expect("listed")
+    };
+    assert_eq!(by_name(&long_name)["fields"]["note"], long.as_str());
+    assert_eq!(by_name(&long_name)["original_name"], "l.png");
+    assert_eq!(by_name(&short_name)["fields"]["note"], "short");
+    // A delete takes the sidecar with it.
+    let url = format!("/files/{long_name}");
+    assert_eq!(request(a.addr, "DELETE", &url, &[], b"").status, 204);
+    assert!(objects(&b, &p).1.is_empty());
+    clean_up(&b, &p);
 }
