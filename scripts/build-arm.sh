@@ -11,7 +11,9 @@
 # std from source (-Zbuild-std, which needs RUSTC_BOOTSTRAP=1 on the pinned stable toolchain).
 # All three compile their C (the bundled SQLite) and link with zig through cargo-zigbuild. Debian's armhf gcc cannot be used: its CRT objects are
 # ARMv7 code and would crash a Pi Zero. The flags live here, not in .cargo/config.toml, so they
-# never touch host builds. Set EXTRA_CARGO_ARGS to pass more (e.g. --no-default-features).
+# never touch host builds. Set EXTRA_CARGO_ARGS to pass more (e.g. --no-default-features), and
+# CARGO_TARGET_DIR to keep a variant apart (e.g. the s3-tls build: CARGO_TARGET_DIR=target/tls
+# EXTRA_CARGO_ARGS="--features s3-tls").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,5 +51,5 @@ for t in "${targets[@]}"; do
       exit 2
       ;;
   esac
-  ls -l "target/$t/release/pidrop" | awk -v t="$t" '{print t ": " $5 " bytes"}'
+  ls -l "${CARGO_TARGET_DIR:-target}/$t/release/pidrop" | awk -v t="$t" '{print t ": " $5 " bytes"}'
 done

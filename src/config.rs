@@ -61,6 +61,7 @@ enum Key {
     S3Credentials,
     S3SyncInterval,
     S3Downloads,
+    S3Ca,
     StaticDir,
     Log,
 }
@@ -120,6 +121,7 @@ const SETTINGS: &[Setting] = &[
     Setting { key: Key::S3Prefix, name: "s3-prefix", default: "", help: "a prefix for every object key, e.g. pidrop/" },
     Setting { key: Key::S3Credentials, name: "s3-credentials", default: "", help: "a file with access_key_id = … and secret_access_key = … lines (default: $CREDENTIALS_DIRECTORY/s3 under systemd's LoadCredential=, else the PIDROP_S3_* environment variables)" },
     Setting { key: Key::S3SyncInterval, name: "s3-sync-interval", default: "30s", help: "with --store s3, how often this node lists the bucket to show what other nodes stored and deleted" },
+    Setting { key: Key::S3Ca, name: "s3-ca", default: "", help: "with an https:// --s3-endpoint (the s3-tls build): a PEM file of the certificate authorities to trust (default: $SSL_CERT_FILE, else /etc/ssl/certs/ca-certificates.crt)" },
     Setting { key: Key::S3Downloads, name: "s3-downloads", default: "proxy", help: "with --store s3: proxy (pidrop streams downloads from the bucket) or redirect (a 302 to a presigned GET valid 15 minutes, with pidrop's type and disposition: clients fetch from the bucket directly)" },
     Setting { key: Key::StaticDir, name: "static-dir", default: "", help: "serve an edited copy of the page (index.html, app.js, style.css) from this directory instead of the embedded one" },
     Setting { key: Key::Log, name: "log", default: "info", help: "log level: error, warn, info, debug, trace (RUST_LOG also works)" },
@@ -488,6 +490,8 @@ pub struct S3Config {
     pub region: String,
     pub prefix: String,
     pub credentials: Option<PathBuf>,
+    /// `--s3-ca`: the authorities an https:// endpoint's certificate is checked against.
+    pub ca: Option<PathBuf>,
     /// How often the bucket is listed for other nodes' changes.
     pub sync_interval: Duration,
     /// `--s3-downloads redirect`: downloads are 302s to presigned GETs.
@@ -517,6 +521,7 @@ fn s3_config(v: &Values) -> Result<Option<S3Config>, ConfigError> {
         region: need(Key::S3Region)?,
         prefix: v.text(Key::S3Prefix).1.to_string(),
         credentials: v.path(Key::S3Credentials),
+        ca: v.path(Key::S3Ca),
         sync_interval: v.duration(Key::S3SyncInterval)?,
         redirect: v.typed(
             Key::S3Downloads,

@@ -13,13 +13,19 @@ use super::{Bucket, S3Error};
 /// rule for crashed multipart uploads in place. The error says why not.
 pub fn connect(cfg: &crate::config::S3Config) -> Result<Bucket, String> {
     let creds = credentials(cfg)?;
-    let b =
-        Bucket::new(&cfg.endpoint, &cfg.bucket, &cfg.region, creds).map_err(|e| e.to_string())?;
+    let ca = cfg.ca.as_deref();
+    let b = Bucket::new(&cfg.endpoint, &cfg.bucket, &cfg.region, creds, ca)
+        .map_err(|e| e.to_string())?;
     let until = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         match b.check() {
             Ok(()) => break,
-            Err(S3Error::Io(e)) if std::time::Instant::now() < until => {
+            // Not there yet (a refused connection, …) is waited for; a certificate that does not
+            // verify (InvalidData) will not get better.
+            Err(S3Error::Io(e))
+                if e.kind() != std::io::ErrorKind::InvalidData
+                    && std::time::Instant::now() < until =>
+            {
                 log::info!("waiting for the S3 endpoint {}: {e}", cfg.endpoint);
                 std::thread::sleep(Duration::from_secs(1));
             }

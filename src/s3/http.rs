@@ -1,4 +1,5 @@
-//! The client side of HTTP/1.1 for talking to an S3 server, on a plain `TcpStream`: one
+//! The client side of HTTP/1.1 for talking to an S3 server (on a `Conn`: plain TCP, or TLS in
+//! the `s3-tls` build — `endpoint.rs`): one
 //! connection per request (`Connection: close` — no pool to go stale, and no keep-alive quirk
 //! after an empty PUT), the response head parsed with the server's own `httparse`, bodies by
 //! `Content-Length`, chunked (the server's decoder) or to the end. A request body is written
@@ -6,13 +7,10 @@
 //! on to the one it leaves by without being held in memory.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
 
+use super::endpoint::{Conn, Endpoint};
 use crate::http::chunked::ChunkedDecoder;
 
-/// Waits this long for a connection, and for each read or write.
-const TIMEOUT: Duration = Duration::from_secs(30);
 /// A response head larger than this is refused.
 const HEAD_LIMIT: usize = 64 * 1024;
 /// Error bodies (XML) are read up to this much.
@@ -53,7 +51,7 @@ enum Framing {
 
 /// A response body as a `Read`.
 pub struct BodyReader {
-    conn: BufReader<TcpStream>,
+    conn: BufReader<Conn>,
     framing: Framing,
 }
 
@@ -106,7 +104,7 @@ impl Read for BodyReader {
 /// A request whose head is sent and whose body the caller writes (exactly the declared
 /// length), then `finish`es to read the response.
 pub struct Sending {
-    stream: TcpStream,
+    stream: Conn,
     left: u64,
     /// A HEAD request: its response has no body, whatever its Content-Length says.
     head_only: bool,
@@ -137,25 +135,19 @@ impl Sending {
     }
 
     /// The response, once the whole body is written.
-    pub fn finish(self) -> io::Result<Reply> {
+    pub fn finish(mut self) -> io::Result<Reply> {
         if self.left > 0 {
             return Err(io::Error::other("request body shorter than declared"));
         }
+        self.stream.flush()?;
         read_reply(self.stream, self.head_only)
     }
 }
 
-/// Connects to `authority` (`host:port`) and sends a request head; `head` holds the request
-/// line and headers, without the blank line.
-pub fn send(authority: &str, head: &str, body_len: u64) -> io::Result<Sending> {
-    let addr = authority
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::other(format!("{authority} has no address")))?;
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
-    stream.set_nodelay(true)?;
+/// Connects to the endpoint and sends a request head; `head` holds the request line and
+/// headers, without the blank line.
+pub fn send(endpoint: &Endpoint, head: &str, body_len: u64) -> io::Result<Sending> {
+    let mut stream = endpoint.connect()?;
     stream.write_all(format!("{head}\r\nConnection: close\r\n\r\n").as_bytes())?;
     Ok(Sending {
         stream,
@@ -164,7 +156,7 @@ pub fn send(authority: &str, head: &str, body_len: u64) -> io::Result<Sending> {
     })
 }
 
-fn read_reply(stream: TcpStream, head_only: bool) -> io::Result<Reply> {
+fn read_reply(stream: Conn, head_only: bool) -> io::Result<Reply> {
     let mut conn = BufReader::with_capacity(16 * 1024, stream);
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {

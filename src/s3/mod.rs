@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod connect;
+pub mod endpoint;
 pub mod http;
 pub mod sigv4;
 pub mod xml;
@@ -92,8 +93,7 @@ pub struct Listing {
 
 /// A bucket on an S3 endpoint, path-style (`http://host:port/bucket/key`).
 pub struct Bucket {
-    /// `host:port`.
-    authority: String,
+    endpoint: endpoint::Endpoint,
     bucket: String,
     region: String,
     creds: Credentials,
@@ -115,21 +115,17 @@ fn amz_date(secs: i64) -> String {
 }
 
 impl Bucket {
-    /// A bucket at `endpoint` (`http://host:port`; HTTPS needs the `s3-tls` build).
-    pub fn new(endpoint: &str, bucket: &str, region: &str, creds: Credentials) -> Result<Bucket> {
-        let authority = endpoint
-            .strip_prefix("http://")
-            .ok_or_else(|| {
-                S3Error::Protocol(format!("{endpoint}: only http:// endpoints in this build"))
-            })?
-            .trim_end_matches('/');
-        if authority.is_empty() || authority.contains('/') {
-            return Err(S3Error::Protocol(format!(
-                "{endpoint}: expected http://host:port"
-            )));
-        }
+    /// A bucket at `endpoint` (`http://host[:port]`; `https://` in the `s3-tls` build, its
+    /// certificate checked against `ca` or the system's bundle).
+    pub fn new(
+        endpoint: &str,
+        bucket: &str,
+        region: &str,
+        creds: Credentials,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Bucket> {
         Ok(Bucket {
-            authority: authority.to_string(),
+            endpoint: endpoint::Endpoint::parse(endpoint, ca).map_err(S3Error::Protocol)?,
             bucket: bucket.to_string(),
             region: region.to_string(),
             creds,
@@ -186,7 +182,7 @@ impl Bucket {
     ) -> Result<Sending> {
         let date = amz_date(now_secs() + self.clock_offset());
         let mut all: Vec<(String, String)> = headers.to_vec();
-        all.push(("host".into(), self.authority.clone()));
+        all.push(("host".into(), self.endpoint.authority.clone()));
         all.push(("x-amz-date".into(), date.clone()));
         all.push(("x-amz-content-sha256".into(), payload_hash.into()));
         let path = self.path(key);
@@ -221,7 +217,7 @@ impl Bucket {
         if len > 0 || matches!(method, "PUT" | "POST") {
             head.push_str(&format!("\r\nContent-Length: {len}"));
         }
-        Ok(http::send(&self.authority, &head, len)?)
+        Ok(http::send(&self.endpoint, &head, len)?)
     }
 
     /// A request with a small body (signed with its hash); a refusal while the clocks
@@ -429,13 +425,16 @@ impl Bucket {
         let path = self.path(key);
         let get = sigv4::Presign {
             method: "GET",
-            host: &self.authority,
+            host: &self.endpoint.authority,
             path: &path,
             extra,
             expires,
         };
         let q = sigv4::presign(&self.creds, scope, &date, &get);
-        format!("http://{}{path}?{q}", self.authority)
+        format!(
+            "{}://{}{path}?{q}",
+            self.endpoint.scheme, self.endpoint.authority
+        )
     }
 
     /// Makes sure the bucket aborts multipart uploads left unfinished for `days` (a crash's
@@ -511,9 +510,9 @@ mod tests {
     #[test]
     fn amz_dates_and_endpoints() {
         assert_eq!(amz_date(1_440_938_160), "20150830T123600Z");
-        assert!(Bucket::new("https://s3.example", "b", "r", creds()).is_err());
-        assert!(Bucket::new("http://", "b", "r", creds()).is_err());
-        let b = Bucket::new("http://127.0.0.1:3900/", "b", "garage", creds()).expect("endpoint");
+        assert!(Bucket::new("http://", "b", "r", creds(), None).is_err());
+        let b =
+            Bucket::new("http://127.0.0.1:3900/", "b", "garage", creds(), None).expect("endpoint");
         assert_eq!(b.path("a b/ü.png"), "/b/a%20b/%C3%BC.png");
     }
 

@@ -232,6 +232,11 @@ fn describing_headers(m: &Meta) -> Vec<(String, String)> {
         ("content-type".to_string(), m.mime.clone()),
         ("x-amz-meta-pidrop-name".to_string(), enc(&m.original_name)),
         ("x-amz-meta-pidrop-sha256".to_string(), m.sha256.clone()),
+        // RFC 3339 for people and other tools; the nanoseconds for an exact catalogue.
+        (
+            "x-amz-meta-pidrop-uploaded-at".to_string(),
+            crate::time::rfc3339(m.uploaded_time()),
+        ),
         (
             "x-amz-meta-pidrop-uploaded-ns".to_string(),
             m.uploaded_at.to_string(),

@@ -11,73 +11,14 @@ Usage: tests/caddy/check.py PATH_TO_PIDROP_BINARY
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from checker import pidrop, run_checks  # noqa: E402
+from checker import Proxy, pidrop, run_checks  # noqa: E402
 
 PASSWORD = "ada-secret-1"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Proxy:
-    """Caddy in front of `upstream` on a port of its own; its CA certificate for curl."""
-
-    def __init__(self, work, upstream):
-        self.port = free_port()
-        self.storage = os.path.join(work, "caddy")
-        caddyfile = os.path.join(work, "Caddyfile")
-        with open(caddyfile, "w") as f:
-            f.write(f"""{{
-\tadmin off
-\tauto_https disable_redirects
-\tskip_install_trust
-\tstorage file_system {self.storage}
-}}
-https://localhost:{self.port} {{
-\ttls internal
-\thandle /drop/* {{
-\t\treverse_proxy {upstream}
-\t}}
-}}
-""")
-        env = {**os.environ, "HOME": work, "XDG_DATA_HOME": work, "XDG_CONFIG_HOME": work}
-        self.log = open(os.path.join(work, "caddy.log"), "w")
-        self.proc = subprocess.Popen(["caddy", "run", "--config", caddyfile, "--adapter", "caddyfile"],
-                                     stdout=self.log, stderr=self.log, env=env)
-        self.ca = os.path.join(self.storage, "pki", "authorities", "local", "root.crt")
-        self.base = f"https://localhost:{self.port}/drop"
-        for _ in range(150):
-            if os.path.exists(self.ca) and self.curl("/healthz")[0] == 200:
-                return
-            time.sleep(0.1)
-        raise RuntimeError("caddy did not come up: " + open(os.path.join(work, "caddy.log")).read())
-
-    def curl(self, path, *args, data=None):
-        """(status, headers text, body bytes) of one request through the proxy."""
-        out = subprocess.run(
-            ["curl", "-sS", "--cacert", self.ca, "--resolve", f"localhost:{self.port}:127.0.0.1",
-             "-D", "-", *args, self.base + path],
-            input=data, capture_output=True)
-        if out.returncode != 0:
-            return 0, out.stderr.decode(), b""
-        head, _, body = out.stdout.partition(b"\r\n\r\n")
-        status = int(head.split(b" ")[1])
-        return status, head.decode(), body
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait()
-        self.log.close()
 
 
 def guest_upload_through_the_proxy_records_the_forwarded_client(env):
@@ -139,7 +80,7 @@ def main():
     try:
         with pidrop(binary, "--trusted-proxies", "127.0.0.1/32", "--base-path", "/drop",
                     "--users", users, "--anonymous", "dropbox") as (url, _):
-            proxy = Proxy(work, url.replace("http://", ""))
+            proxy = Proxy(work, url.replace("http://", ""), "/drop")
             try:
                 run_checks("caddy", [guest_upload_through_the_proxy_records_the_forwarded_client,
                                      login_through_the_proxy_gives_a_secure_cookie_for_the_base_path,

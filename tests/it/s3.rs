@@ -31,8 +31,14 @@ fn bucket() -> Option<Bucket> {
         secret_key: var("SECRET_KEY").expect("PIDROP_TEST_S3_SECRET_KEY"),
     };
     let region = var("REGION").unwrap_or_else(|| "garage".into());
-    let b =
-        Bucket::new(&endpoint, &var("BUCKET").expect("bucket"), &region, creds).expect("endpoint");
+    let b = Bucket::new(
+        &endpoint,
+        &var("BUCKET").expect("bucket"),
+        &region,
+        creds,
+        None,
+    )
+    .expect("endpoint");
     b.check().expect("the test bucket is reachable");
     Some(b)
 }
