@@ -62,6 +62,7 @@ enum Key {
     S3SyncInterval,
     S3Downloads,
     S3Ca,
+    S3Direct,
     StaticDir,
     Log,
 }
@@ -122,6 +123,7 @@ const SETTINGS: &[Setting] = &[
     Setting { key: Key::S3Credentials, name: "s3-credentials", default: "", help: "a file with access_key_id = … and secret_access_key = … lines (default: $CREDENTIALS_DIRECTORY/s3 under systemd's LoadCredential=, else the PIDROP_S3_* environment variables)" },
     Setting { key: Key::S3SyncInterval, name: "s3-sync-interval", default: "30s", help: "with --store s3, how often this node lists the bucket to show what other nodes stored and deleted" },
     Setting { key: Key::S3Ca, name: "s3-ca", default: "", help: "with an https:// --s3-endpoint (the s3-tls build): a PEM file of the certificate authorities to trust (default: $SSL_CERT_FILE, else /etc/ssl/certs/ca-certificates.crt)" },
+    Setting { key: Key::S3Direct, name: "s3-direct", default: "off", help: "with --store s3, on: the page sends files straight to the bucket (POST /upload/presign; the bucket's CORS must allow the page's origin), and pidrop checks each before it is listed; not with --strip-gps on or --scan-cmd (the bytes never pass through pidrop)" },
     Setting { key: Key::S3Downloads, name: "s3-downloads", default: "proxy", help: "with --store s3: proxy (pidrop streams downloads from the bucket) or redirect (a 302 to a presigned GET valid 15 minutes, with pidrop's type and disposition: clients fetch from the bucket directly)" },
     Setting { key: Key::StaticDir, name: "static-dir", default: "", help: "serve an edited copy of the page (index.html, app.js, style.css) from this directory instead of the embedded one" },
     Setting { key: Key::Log, name: "log", default: "info", help: "log level: error, warn, info, debug, trace (RUST_LOG also works)" },
@@ -442,15 +444,7 @@ fn build(v: &Values) -> Result<Config, ConfigError> {
             crate::access::Anonymous::parse,
             "expected admin, viewer, dropbox or none",
         )?,
-        strip_gps: v.typed(
-            Key::StripGps,
-            |s| match s {
-                "on" => Some(true),
-                "off" => Some(false),
-                _ => None,
-            },
-            "expected on or off",
-        )?,
+        strip_gps: v.typed(Key::StripGps, on_off, "expected on or off")?,
         expire_after: v.optional(
             Key::ExpireAfter,
             parse_duration_days,
@@ -496,6 +490,30 @@ pub struct S3Config {
     pub sync_interval: Duration,
     /// `--s3-downloads redirect`: downloads are 302s to presigned GETs.
     pub redirect: bool,
+    /// `--s3-direct on`: browsers may upload straight to the bucket.
+    pub direct: bool,
+}
+
+fn on_off(s: &str) -> Option<bool> {
+    match s {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// `--s3-direct`: on or off, and not where every byte must pass through pidrop.
+fn s3_direct(v: &Values) -> Result<bool, ConfigError> {
+    let on = v.typed(Key::S3Direct, on_off, "expected on or off")?;
+    if on && (v.text(Key::StripGps).1 == "on" || !v.text(Key::ScanCmd).1.trim().is_empty()) {
+        return Err(ConfigError::Invalid {
+            name: "s3-direct",
+            value: "on".into(),
+            why:
+                "a direct upload never passes through pidrop: not with --strip-gps on or --scan-cmd",
+        });
+    }
+    Ok(on)
 }
 
 /// `--store` and the `--s3-*` settings.
@@ -532,6 +550,7 @@ fn s3_config(v: &Values) -> Result<Option<S3Config>, ConfigError> {
             },
             "expected proxy or redirect",
         )?,
+        direct: s3_direct(v)?,
     }))
 }
 

@@ -95,6 +95,10 @@ pub enum UploadError {
     Vetoed(String),
     /// `--scan-cmd` could not give an answer (timed out, could not run): refused, fail closed.
     ScanUnavailable(String),
+    /// A direct upload confirmed before its file is in the bucket.
+    DirectNotArrived,
+    /// A direct upload whose object is not what was presigned (size, type): removed.
+    DirectMismatch(String),
 }
 
 /// A fault of pidrop's own found while reading a body (the tee/splice path's bookkeeping, its
@@ -277,6 +281,8 @@ impl AppError {
                 UploadError::BadAlbum | UploadError::BadExpiry => 400,
                 UploadError::Vetoed(_) => 422,
                 UploadError::ScanUnavailable(_) => 503,
+                UploadError::DirectNotArrived => 409,
+                UploadError::DirectMismatch(_) => 422,
             },
             AppError::Tus(e) => match e {
                 TusError::Version => 412,
@@ -335,6 +341,8 @@ impl AppError {
             AppError::Upload(UploadError::BadExpiry) => "bad_expiry",
             AppError::Upload(UploadError::Vetoed(_)) => "rejected_by_scan",
             AppError::Upload(UploadError::ScanUnavailable(_)) => "scan_unavailable",
+            AppError::Upload(UploadError::DirectNotArrived) => "not_in_bucket",
+            AppError::Upload(UploadError::DirectMismatch(_)) => "bucket_object_mismatch",
             AppError::Tus(e) => match e {
                 TusError::Version => "tus_version",
                 TusError::BadHeader(_) => "bad_header",
@@ -510,6 +518,13 @@ impl fmt::Display for UploadError {
             UploadError::ScanUnavailable(why) => write!(
                 f,
                 "the server's scanner could not check the file ({why}); it was not stored"
+            ),
+            UploadError::DirectNotArrived => {
+                write!(f, "the file is not in the bucket (yet): send it first")
+            }
+            UploadError::DirectMismatch(why) => write!(
+                f,
+                "the file in the bucket is not the one announced ({why}); it was removed"
             ),
         }
     }

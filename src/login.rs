@@ -115,14 +115,24 @@ impl App {
 
 /// A small `application/x-www-form-urlencoded` body, at most `FORM_LIMIT` bytes.
 pub(crate) fn read_form(req: &mut Request<'_>) -> Result<Vec<(String, String)>, AppError> {
-    let ctype = req.header("content-type").unwrap_or("");
-    if !ctype
-        .to_ascii_lowercase()
-        .starts_with("application/x-www-form-urlencoded")
-    {
-        return Err(AppError::BadForm(
-            "send it as application/x-www-form-urlencoded",
-        ));
+    let text = read_small(
+        req,
+        "application/x-www-form-urlencoded",
+        "send it as application/x-www-form-urlencoded",
+    )?;
+    Ok(crate::upload::query_fields(Some(&text)))
+}
+
+/// A small UTF-8 body of type `ctype`, at most `FORM_LIMIT` bytes (`wrong_type`: what a
+/// request of another type is told).
+pub(crate) fn read_small(
+    req: &mut Request<'_>,
+    ctype: &str,
+    wrong_type: &'static str,
+) -> Result<String, AppError> {
+    let given = req.header("content-type").unwrap_or("");
+    if !given.to_ascii_lowercase().starts_with(ctype) {
+        return Err(AppError::BadForm(wrong_type));
     }
     if req.body.declared_len().is_some_and(|n| n > FORM_LIMIT) {
         return Err(UploadError::RequestTooLarge { limit: FORM_LIMIT }.into());
@@ -135,8 +145,7 @@ pub(crate) fn read_form(req: &mut Request<'_>) -> Result<Vec<(String, String)>, 
     if body.len() as u64 > FORM_LIMIT {
         return Err(UploadError::RequestTooLarge { limit: FORM_LIMIT }.into());
     }
-    let text = String::from_utf8(body).map_err(|_| AppError::BadForm("not UTF-8"))?;
-    Ok(crate::upload::query_fields(Some(&text)))
+    String::from_utf8(body).map_err(|_| AppError::BadForm("not UTF-8"))
 }
 
 impl App {

@@ -96,6 +96,8 @@ fn run(cfg: config::Config) -> Result<(), String> {
         thumbs,
         after_commit,
         tus,
+        #[cfg(feature = "s3")]
+        direct: pidrop::upload::direct::Direct::default(),
         metrics: pidrop::metrics::Metrics::default(),
         access,
         load: load.clone(),

@@ -18,16 +18,18 @@ pub enum Via {
     Multipart,
     Put,
     Tus,
+    /// Straight from the browser to the bucket (`--s3-direct`).
+    Direct,
 }
 
-const VIAS: [&str; 3] = ["multipart", "put", "tus"];
+const VIAS: [&str; 4] = ["multipart", "put", "tus", "direct"];
 /// Upper bounds of the request-duration buckets, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 300.0];
 
 #[derive(Default)]
 pub struct Metrics {
-    files: [AtomicU64; 3],
-    bytes: [AtomicU64; 3],
+    files: [AtomicU64; VIAS.len()],
+    bytes: [AtomicU64; VIAS.len()],
     /// Answers by status class: 1xx … 5xx.
     answers: [AtomicU64; 5],
     refusals: Mutex<BTreeMap<&'static str, u64>>,

@@ -33,6 +33,9 @@ pub struct App {
     pub after_commit: crate::after_commit::AfterCommit,
     /// Resumable uploads (`/tus`).
     pub tus: std::sync::Arc<crate::tus::Tus>,
+    /// Direct browser-to-bucket uploads waiting for their confirmation (`--s3-direct`).
+    #[cfg(feature = "s3")]
+    pub direct: crate::upload::direct::Direct,
     /// Who the caller is and what it may do.
     pub access: crate::access::Access,
     /// Counters for `/metrics`.
@@ -219,6 +222,13 @@ impl App {
             "/healthz" | "/config" => Err(AppError::MethodNotAllowed { allow: READ_ONLY }),
             "/upload" if method == "POST" => self.post_upload(&cfg, req, &by),
             "/upload" => Err(AppError::MethodNotAllowed { allow: "POST" }),
+            // Before `PUT /upload/<name>`: a file may be called "presign".
+            #[cfg(feature = "s3")]
+            "/upload/presign" if method == "POST" => self.presign(&cfg, req, &by),
+            #[cfg(feature = "s3")]
+            p if p.starts_with("/upload/confirm/") && method == "POST" => {
+                self.confirm(&cfg, req, &p["/upload/confirm/".len()..], &by)
+            }
             p if p.starts_with("/upload/") => {
                 self.put_upload(&cfg, req, &p["/upload/".len()..], &by)
             }
@@ -342,15 +352,75 @@ impl App {
             return Err(UploadError::BadName.into());
         }
         let (meta, token) = upload::put(cfg, &self.store, req, name, by)?;
+        Ok(self.one_stored(Via::Put, meta, token))
+    }
+
+    /// The answer to a request that stored one file (201, its JSON, its `Location`).
+    fn one_stored(&self, via: Via, meta: Arc<Meta>, delete_token: String) -> Response {
         let url = file_url(&meta);
         let out = Outcome {
             stored: vec![meta],
-            delete_tokens: vec![token],
+            delete_tokens: vec![delete_token],
             refused: vec![],
             fields: vec![],
         };
-        self.stored(Via::Put, &out);
-        Ok(self.outcome_json(&out).header("Location", url))
+        self.stored(via, &out);
+        self.outcome_json(&out).header("Location", url)
+    }
+
+    /// `POST /upload/presign` (`--s3-direct`): a presigned POST for the browser, and where to
+    /// confirm it (`upload/direct.rs`). 404 when direct uploads are off.
+    #[cfg(feature = "s3")]
+    fn presign(
+        &self,
+        cfg: &Config,
+        req: &mut Request<'_>,
+        by: &upload::By,
+    ) -> Result<Response, AppError> {
+        self.check_origin(req)?;
+        if !self.direct_uploads() {
+            return Err(AppError::NotFound);
+        }
+        let body =
+            crate::login::read_small(req, "application/json", "send it as application/json")?;
+        let fields = upload::query_fields(req.head.query.as_deref());
+        let p = self.direct.presign(cfg, &self.store, &body, fields, by)?;
+        let form = json::string_map(p.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let body = Obj::new()
+            .str("url", &p.url)
+            .raw("fields", &form)
+            .str(
+                "confirm",
+                &self.url(&format!("/upload/confirm/{}", p.token)),
+            )
+            .finish();
+        Ok(Response::json(200, body).header("Cache-Control", "no-store"))
+    }
+
+    /// `POST /upload/confirm/<token>`: the browser's file checked in the bucket and listed
+    /// (201, as an upload), or refused and removed.
+    #[cfg(feature = "s3")]
+    fn confirm(
+        &self,
+        cfg: &Config,
+        req: &mut Request<'_>,
+        token: &str,
+        by: &upload::By,
+    ) -> Result<Response, AppError> {
+        self.check_origin(req)?;
+        if !self.direct_uploads() {
+            return Err(AppError::NotFound);
+        }
+        let (meta, delete_token) = self.direct.confirm(cfg, &self.store, token, by)?;
+        Ok(self.one_stored(Via::Direct, meta, delete_token))
+    }
+
+    /// Whether browsers may upload straight to the bucket.
+    fn direct_uploads(&self) -> bool {
+        #[cfg(feature = "s3")]
+        return self.cfg.s3.as_ref().is_some_and(|s| s.direct);
+        #[cfg(not(feature = "s3"))]
+        false
     }
 
     /// `/files/<name>`: download or delete. Only our own names: no decoding, no path, nothing a
@@ -681,6 +751,14 @@ impl App {
             .raw("kinds", &self.allowed_kinds())
             .num("min_free", self.cfg.min_free)
             .num("free_bytes", free)
+            .raw(
+                "direct_upload",
+                if self.direct_uploads() {
+                    "true"
+                } else {
+                    "false"
+                },
+            )
             .finish();
         Response::json(200, body).header("Cache-Control", "no-store")
     }

@@ -355,6 +355,15 @@ pub fn extension(name: &str) -> String {
     }
 }
 
+/// The type a file with extension `ext` is stored as when its content agrees (what a direct
+/// upload's policy pins); `application/octet-stream` for an extension pidrop does not know.
+pub fn declared_type(ext: &str) -> &'static str {
+    TYPES
+        .iter()
+        .find(|t| t.0 == ext)
+        .map_or("application/octet-stream", |t| t.2)
+}
+
 /// How many leading bytes the content check wants (less if the file is shorter).
 pub const SNIFF_LEN: usize = 8 << 10; // 8 KiB
 

@@ -437,6 +437,57 @@ impl Bucket {
         )
     }
 
+    /// A browser's upload of exactly `size` bytes of `content_type` to `key`, valid for
+    /// `expires` seconds of the server's clock: the URL to POST the form to, and the fields
+    /// that go before the file.
+    pub fn presign_post(
+        &self,
+        key: &str,
+        size: u64,
+        content_type: &str,
+        expires: u64,
+    ) -> (String, Vec<(String, String)>) {
+        let now = now_secs() + self.clock_offset();
+        let until = UNIX_EPOCH + Duration::from_secs(u64::try_from(now).unwrap_or(0) + expires);
+        let scope = Scope {
+            region: &self.region,
+            service: "s3",
+        };
+        let policy = sigv4::PostPolicy {
+            bucket: &self.bucket,
+            key,
+            content_type,
+            size,
+            expiration: &crate::time::rfc3339(until),
+        };
+        let fields = sigv4::post_policy(&self.creds, scope, &amz_date(now), &policy);
+        let url = format!(
+            "{}://{}/{}",
+            self.endpoint.scheme,
+            self.endpoint.authority,
+            uri_encode(&self.bucket, false)
+        );
+        (url, fields)
+    }
+
+    /// Copies `from` to `to` inside the bucket with new headers (type, `x-amz-meta-*`): the
+    /// object's description replaced, its bytes not sent again.
+    pub fn copy_object(&self, from: &str, to: &str, headers: &[(String, String)]) -> Result<()> {
+        let mut all = headers.to_vec();
+        all.push(("x-amz-copy-source".into(), self.path(from)));
+        all.push(("x-amz-metadata-directive".into(), "REPLACE".into()));
+        let mut reply = self.call("PUT", to, &[], &all, b"")?;
+        // S3 may answer 200 and put the error in the body.
+        let body = reply.read_all(SMALL_BODY)?;
+        match String::from_utf8_lossy(&body).contains("<Error>") {
+            true => Err(S3Error::Protocol(format!(
+                "copy to {to} failed: {}",
+                String::from_utf8_lossy(&body)
+            ))),
+            false => Ok(()),
+        }
+    }
+
     /// Makes sure the bucket aborts multipart uploads left unfinished for `days` (a crash's
     /// leftovers): pidrop's rule is added to the bucket's own rules, never replacing them.
     /// Returns whether it had to add it.

@@ -129,6 +129,14 @@ fn signature(creds: &Credentials, scope: Scope<'_>, amz_date: &str, creq: &str) 
         "AWS4-HMAC-SHA256\n{amz_date}\n{cscope}\n{}",
         hex(&Sha256::digest(creq.as_bytes()))
     );
+    hex(&hmac(
+        &signing_key(creds, scope, amz_date),
+        to_sign.as_bytes(),
+    ))
+}
+
+/// The key of a day, a region and a service, derived from the secret.
+fn signing_key(creds: &Credentials, scope: Scope<'_>, amz_date: &str) -> [u8; 32] {
     let day = amz_date.get(..8).unwrap_or(amz_date);
     let k_date = hmac(
         format!("AWS4{}", creds.secret_key).as_bytes(),
@@ -136,8 +144,64 @@ fn signature(creds: &Credentials, scope: Scope<'_>, amz_date: &str, creq: &str) 
     );
     let k_region = hmac(&k_date, scope.region.as_bytes());
     let k_service = hmac(&k_region, scope.service.as_bytes());
-    let k_signing = hmac(&k_service, b"aws4_request");
-    hex(&hmac(&k_signing, to_sign.as_bytes()))
+    hmac(&k_service, b"aws4_request")
+}
+
+/// A browser's upload straight to the bucket (an HTML form POST): what its policy pins.
+pub struct PostPolicy<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub content_type: &'a str,
+    /// The exact size (`content-length-range` from it to it).
+    pub size: u64,
+    /// When the policy stops being accepted (RFC 3339).
+    pub expiration: &'a str,
+}
+
+/// The form fields that go with the file of a POST upload (the file last): the key, the
+/// type, the algorithm, credential and date, the policy (base64 of its JSON) and its
+/// signature — the key derived for the day signing the base64 text itself.
+pub fn post_policy(
+    creds: &Credentials,
+    scope: Scope<'_>,
+    amz_date: &str,
+    p: &PostPolicy<'_>,
+) -> Vec<(String, String)> {
+    let credential = format!("{}/{}", creds.access_key, credential_scope(amz_date, scope));
+    let mut fields = vec![
+        ("key".to_string(), p.key.to_string()),
+        ("Content-Type".to_string(), p.content_type.to_string()),
+        (
+            "x-amz-algorithm".to_string(),
+            "AWS4-HMAC-SHA256".to_string(),
+        ),
+        ("x-amz-credential".to_string(), credential),
+        ("x-amz-date".to_string(), amz_date.to_string()),
+    ];
+    let mut conditions = vec![crate::json::Obj::new().str("bucket", p.bucket).finish()];
+    conditions.extend(
+        fields
+            .iter()
+            .map(|(k, v)| crate::json::Obj::new().str(k, v).finish()),
+    );
+    conditions.push(format!("[\"content-length-range\",{0},{0}]", p.size));
+    let policy = crate::json::Obj::new()
+        .str("expiration", p.expiration)
+        .raw("conditions", &crate::json::array(conditions))
+        .finish();
+    let encoded = crate::tus::headers::encode_base64(policy.as_bytes());
+    let signature = sign_policy(creds, scope, amz_date, &encoded);
+    fields.push(("policy".to_string(), encoded));
+    fields.push(("x-amz-signature".to_string(), signature));
+    fields
+}
+
+/// The signature of a POST policy (its base64 text) at `amz_date`.
+fn sign_policy(creds: &Credentials, scope: Scope<'_>, amz_date: &str, policy_b64: &str) -> String {
+    hex(&hmac(
+        &signing_key(creds, scope, amz_date),
+        policy_b64.as_bytes(),
+    ))
 }
 
 /// The `Authorization` header for `r`, whose headers carry `x-amz-date: amz_date`.
@@ -197,6 +261,69 @@ pub fn presign(creds: &Credentials, scope: Scope<'_>, amz_date: &str, p: &Presig
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// S3's documented browser POST example ("Example: Browser-Based Upload using HTTP POST
+    /// (Using AWS Signature Version 4)"): its base64 policy and the signature it gives.
+    #[test]
+    fn post_policy_signature_of_the_s3_documentation() {
+        let creds = Credentials {
+            access_key: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+        };
+        let policy = concat!(
+            "eyAiZXhwaXJhdGlvbiI6ICIyMDE1LTEyLTMwVDEyOjAwOjAwLjAwMFoiLA0KICAiY29uZGl0aW9ucyI6IFsNCiAg",
+            "ICB7ImJ1Y2tldCI6ICJzaWd2NGV4YW1wbGVidWNrZXQifSwNCiAgICBbInN0YXJ0cy13aXRoIiwgIiRrZXkiLCAi",
+            "dXNlci91c2VyMS8iXSwNCiAgICB7ImFjbCI6ICJwdWJsaWMtcmVhZCJ9LA0KICAgIHsic3VjY2Vzc19hY3Rpb25f",
+            "cmVkaXJlY3QiOiAiaHR0cDovL3NpZ3Y0ZXhhbXBsZWJ1Y2tldC5zMy5hbWF6b25hd3MuY29tL3N1Y2Nlc3NmdWxf",
+            "dXBsb2FkLmh0bWwifSwNCiAgICBbInN0YXJ0cy13aXRoIiwgIiRDb250ZW50LVR5cGUiLCAiaW1hZ2UvIl0sDQog",
+            "ICAgeyJ4LWFtei1tZXRhLXV1aWQiOiAiMTQzNjUxMjM2NTEyNzQifSwNCiAgICB7IngtYW16LXNlcnZlci1zaWRl",
+            "LWVuY3J5cHRpb24iOiAiQUVTMjU2In0sDQogICAgWyJzdGFydHMtd2l0aCIsICIkeC1hbXotbWV0YS10YWciLCAi",
+            "Il0sDQoNCiAgICB7IngtYW16LWNyZWRlbnRpYWwiOiAiQUtJQUlPU0ZPRE5ON0VYQU1QTEUvMjAxNTEyMjkvdXMt",
+            "ZWFzdC0xL3MzL2F3czRfcmVxdWVzdCJ9LA0KICAgIHsieC1hbXotYWxnb3JpdGhtIjogIkFXUzQtSE1BQy1TSEEy",
+            "NTYifSwNCiAgICB7IngtYW16LWRhdGUiOiAiMjAxNTEyMjlUMDAwMDAwWiIgfQ0KICBdDQp9",
+        );
+        let scope = Scope {
+            region: "us-east-1",
+            service: "s3",
+        };
+        assert_eq!(
+            sign_policy(&creds, scope, "20151229T000000Z", policy),
+            "8afdbf4008c03f22c2cd3cdb72e4afbb1f6a588f3255ac628749a66d7f09699e"
+        );
+    }
+
+    #[test]
+    fn a_post_policy_pins_key_type_and_exact_size() {
+        let scope = Scope {
+            region: "garage",
+            service: "s3",
+        };
+        let p = PostPolicy {
+            bucket: "b",
+            key: "in/ab.png",
+            content_type: "image/png",
+            size: 1234,
+            expiration: "2026-12-02T12:00:00Z",
+        };
+        let fields = post_policy(&suite(), scope, SUITE_DATE, &p);
+        let get = |k: &str| fields.iter().find(|f| f.0 == k).map(|f| f.1.clone());
+        let policy = get("policy").and_then(|b| crate::tus::headers::decode_base64(&b));
+        let policy = String::from_utf8(policy.unwrap_or_default()).unwrap_or_default();
+        for part in [
+            r#"{"bucket":"b"}"#,
+            r#"{"key":"in/ab.png"}"#,
+            r#"{"Content-Type":"image/png"}"#,
+            r#"["content-length-range",1234,1234]"#,
+            r#""expiration":"2026-12-02T12:00:00Z""#,
+        ] {
+            assert!(policy.contains(part), "{part} not in {policy}");
+        }
+        let b64 = get("policy").unwrap_or_default();
+        assert_eq!(
+            get("x-amz-signature"),
+            Some(sign_policy(&suite(), scope, SUITE_DATE, &b64))
+        );
+    }
 
     const SUITE_DATE: &str = "20150830T123600Z";
 

@@ -29,6 +29,10 @@ mod local;
 mod meta;
 mod migrate;
 #[cfg(feature = "s3")]
+mod s3direct;
+#[cfg(feature = "s3")]
+pub use s3direct::POLICY_SECS as DIRECT_POLICY_SECS;
+#[cfg(feature = "s3")]
 pub mod s3dir;
 mod sessions;
 mod unfinished;
@@ -71,6 +75,10 @@ pub struct Store {
     #[cfg(feature = "s3")]
     redirect: bool,
 }
+
+/// A presigned direct upload: its stored name, the URL to POST to and the form's fields.
+#[cfg(feature = "s3")]
+pub type DirectForm = (String, String, Vec<(String, String)>);
 
 /// A file being received: its blob, and its share of the free-space reservations. An
 /// unfinished blob of a request is removed when this is dropped (see [`Lifetime`]).
@@ -265,7 +273,57 @@ impl Store {
     #[cfg(feature = "s3")]
     pub fn sync_bucket(&self) -> Option<io::Result<s3dir::Synced>> {
         let (bucket, prefix) = self.bucket.as_ref()?;
+        match s3direct::sweep(bucket, prefix) {
+            Ok(0) => {}
+            Ok(n) => log::info!("removed {n} direct upload(s) never confirmed"),
+            Err(e) => log::warn!("could not sweep unconfirmed direct uploads: {e}"),
+        }
         Some(s3dir::sync(&self.catalogue, bucket, prefix))
+    }
+
+    /// `--s3-direct`: a browser's upload of exactly `len` bytes of `mime` straight into the
+    /// bucket, under a stored name chosen now: the name, the URL to POST to and the form's
+    /// fields. Counts against `--max-total` (not the local disk); `None` with local storage.
+    #[cfg(feature = "s3")]
+    pub fn presign_direct(
+        &self,
+        len: u64,
+        mime: &str,
+        ext: &str,
+    ) -> Option<Result<DirectForm, AppError>> {
+        let (bucket, prefix) = self.bucket.as_ref()?;
+        Some((|| {
+            self.ensure_room_as(len, false)?;
+            let name = stored_name(ext).map_err(AppError::Storage)?;
+            let (url, fields) = s3direct::presign(bucket, prefix, &name, len, mime);
+            Ok((name, url, fields))
+        })())
+    }
+
+    /// The direct upload of `name` (`presign_direct`) taken over once the browser is done:
+    /// its first bytes for the content check, and the file to stage and commit like any other
+    /// (its object removed if it is dropped unplaced). `NotFound` when it is not in the bucket,
+    /// `InvalidData` when its size or type is not what was presigned (then it is removed).
+    #[cfg(feature = "s3")]
+    pub fn adopt_direct(
+        &self,
+        name: &str,
+        len: u64,
+        mime: &str,
+    ) -> Result<(TempFile, Vec<u8>), AppError> {
+        let (bucket, prefix) = self.bucket.as_ref().ok_or(AppError::NotFound)?;
+        let (head, blob) =
+            s3direct::adopt(bucket, prefix, name, len, mime).map_err(AppError::Storage)?;
+        let mut temp = TempFile {
+            blob,
+            name: Some(name.to_string()),
+            on_disk: false,
+            unchecked: 0,
+            reserved: 0,
+            pool: self.reserved.clone(),
+        };
+        self.reserve(&mut temp, len)?;
+        Ok((temp, head))
     }
 
     /// Whether stored files live elsewhere than the upload dir (read with `read_blob`).

@@ -108,7 +108,7 @@ impl S3Dir {
     }
 }
 
-fn s3_io(e: crate::s3::S3Error) -> io::Error {
+pub(super) fn s3_io(e: crate::s3::S3Error) -> io::Error {
     io::Error::other(e)
 }
 
@@ -300,7 +300,30 @@ fn sidecar_text(headers: &[(String, String)]) -> String {
         .collect()
 }
 
-fn sidecar_key(prefix: &str, name: &str) -> String {
+/// Writes the object of `meta` with `write(key, headers)` — its description in its headers,
+/// and in a sidecar written first when it does not fit (removed again if the write fails).
+pub(super) fn write_described(
+    bucket: &Bucket,
+    prefix: &str,
+    meta: &Meta,
+    write: impl FnOnce(&str, &[(String, String)]) -> io::Result<()>,
+) -> io::Result<()> {
+    let key = format!("{prefix}{}", meta.name);
+    let (headers, sidecar) = object_headers(meta);
+    let side = sidecar_key(prefix, &meta.name);
+    if let Some(text) = &sidecar {
+        bucket
+            .put_object(&side, text.as_bytes(), &[])
+            .map_err(s3_io)?;
+    }
+    let written = write(&key, &headers);
+    if written.is_err() && sidecar.is_some() {
+        let _ = bucket.delete_object(&side);
+    }
+    written
+}
+
+pub(super) fn sidecar_key(prefix: &str, name: &str) -> String {
     format!("{prefix}{SIDECARS}{name}")
 }
 
@@ -513,20 +536,9 @@ impl BlobWriter for S3Writer {
             .to_path_buf();
         let mut file = File::open(&path)?;
         let len = self.inner.written();
-        let key = format!("{}{}", self.prefix, meta.name);
-        let (headers, sidecar) = object_headers(meta);
-        if let Some(text) = &sidecar {
-            let side = sidecar_key(&self.prefix, &meta.name);
-            self.bucket
-                .put_object(&side, text.as_bytes(), &[])
-                .map_err(s3_io)?;
-        }
-        let sent = upload_file(&self.bucket, &self.journal, &key, &headers, &mut file, len);
-        if sent.is_err() && sidecar.is_some() {
-            let _ = self
-                .bucket
-                .delete_object(&sidecar_key(&self.prefix, &meta.name));
-        }
+        let sent = write_described(&self.bucket, &self.prefix, meta, |key, headers| {
+            upload_file(&self.bucket, &self.journal, key, headers, &mut file, len)
+        });
         sent?;
         // The request's temp file goes when this writer is dropped unplaced locally; a kept
         // one must be removed now.

@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::error::{AppError, MultipartError, UploadError};
+#[cfg(feature = "s3")]
+pub mod direct;
 mod gps;
 mod ingest;
 pub mod placement;

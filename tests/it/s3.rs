@@ -704,3 +704,147 @@ fn fields_past_what_metadata_holds_go_to_a_sidecar_another_node_reads() {
     assert!(objects(&b, &p).1.is_empty());
     clean_up(&b, &p);
 }
+
+/// A browser's direct upload, done by curl: the presigned form's fields, then the file.
+fn post_to_bucket(presigned: &serde_json::Value, file: &std::path::Path) -> u16 {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"]);
+    for (k, v) in presigned["fields"].as_object().expect("fields") {
+        cmd.arg("-F")
+            .arg(format!("{k}={}", v.as_str().expect("a string")));
+    }
+    cmd.arg("-F").arg(format!("file=@{}", file.display()));
+    cmd.arg(presigned["url"].as_str().expect("url"));
+    let out = cmd.output().expect("curl");
+    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+}
+
+fn presign(addr: std::net::SocketAddr, name: &str, size: usize) -> crate::harness::Resp {
+    let body = format!(r#"{{"name":"{name}","size":{size},"type":"image/png"}}"#);
+    let ctype = [("Content-Type", "application/json")];
+    request(addr, "POST", "/upload/presign", &ctype, body.as_bytes())
+}
+
+#[test]
+fn direct_uploads_are_checked_in_the_bucket_before_they_are_listed() {
+    let Some(b) = bucket() else { return };
+    let p = prefix("direct");
+    let srv = start_node(&p, &["--s3-direct", "on", "--max-size", "50M"]);
+    let config = request(srv.addr, "GET", "/config", &[], b"").json();
+    assert_eq!(config["direct_upload"], true, "{config}");
+    let work = srv.dir.join("browser");
+    std::fs::create_dir_all(&work).expect("dir");
+
+    // A good photo: presigned, sent by the "browser", not listed until confirmed.
+    let data = png(3 << 20);
+    let good = work.join("good.png");
+    std::fs::write(&good, &data).expect("write");
+    let r = presign(srv.addr, "Foto 1.png", data.len());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let signed = r.json();
+    let confirm = signed["confirm"].as_str().expect("confirm").to_string();
+    let early = request(srv.addr, "POST", &confirm, &[], b"");
+    assert_eq!(
+        (early.status, early.json()["error"]["code"].clone()),
+        (409, "not_in_bucket".into())
+    );
+    // The policy pins the size: a file of another size is refused by the bucket itself.
+    let short = work.join("short.png");
+    std::fs::write(&short, &data[..1000]).expect("write");
+    assert!(
+        post_to_bucket(&signed, &short) >= 400,
+        "a wrong size was taken"
+    );
+    assert!((200..300).contains(&post_to_bucket(&signed, &good)));
+    let listed = request(srv.addr, "GET", "/files", &[], b"").json();
+    assert_eq!(
+        listed["files"].as_array().map(Vec::len),
+        Some(0),
+        "listed before it is checked"
+    );
+    let (stored, _) = objects(&b, &p);
+    assert!(stored.is_empty(), "{stored:?}");
+    let done = request(srv.addr, "POST", &confirm, &[], b"");
+    assert_eq!(done.status, 201, "{}", done.text());
+    let name = name_of(&done);
+    assert_eq!(
+        read_body(&b, &format!("{p}{name}"), None),
+        (200, data.clone())
+    );
+    let head = b
+        .head_object(&format!("{p}{name}"))
+        .expect("head")
+        .expect("there");
+    let meta = |k: &str| {
+        head.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        meta("x-amz-meta-pidrop-name").as_deref(),
+        Some("Foto%201.png")
+    );
+    assert_eq!(meta("content-type").as_deref(), Some("image/png"));
+    let back = request(srv.addr, "GET", &format!("/files/{name}"), &[], b"");
+    assert_eq!(back.body, data);
+    // Confirmed once: the token is spent.
+    assert_eq!(request(srv.addr, "POST", &confirm, &[], b"").status, 404);
+
+    // A program named as a photo: the bucket takes it, pidrop refuses it and removes it.
+    let mut fake = b"MZ\x90\x00".to_vec();
+    fake.extend_from_slice(&bytes(9, 100_000));
+    let evil = work.join("evil.png");
+    std::fs::write(&evil, &fake).expect("write");
+    let signed = presign(srv.addr, "holiday.png", fake.len()).json();
+    assert!((200..300).contains(&post_to_bucket(&signed, &evil)));
+    let (_, waiting) = objects(&b, &p);
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    let refused = request(
+        srv.addr,
+        "POST",
+        signed["confirm"].as_str().expect("confirm"),
+        &[],
+        b"",
+    );
+    assert_eq!(refused.status, 415, "{}", refused.text());
+    let (stored, waiting) = objects(&b, &p);
+    assert_eq!(
+        (stored.len(), waiting.len()),
+        (1, 0),
+        "{stored:?} {waiting:?}"
+    );
+
+    // Refused before anything moves: a type not allowed, too large, not JSON.
+    assert_eq!(presign(srv.addr, "setup.exe", 10).status, 415);
+    assert_eq!(presign(srv.addr, "big.png", 60 << 20).status, 413);
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let bad = request(
+        srv.addr,
+        "POST",
+        "/upload/presign",
+        &form,
+        b"name=a.png&size=1",
+    );
+    assert_eq!(bad.status, 400);
+    // A PUT to /upload/presign is an upload of a file called "presign" (refused: no extension).
+    let put = request(srv.addr, "PUT", "/upload/presign", &[], b"just text\n");
+    assert_eq!(
+        put.json()["error"]["code"],
+        "type_not_allowed",
+        "{}",
+        put.text()
+    );
+    clean_up(&b, &p);
+}
+
+#[test]
+fn without_s3_direct_there_is_nothing_to_presign() {
+    let Some(b) = bucket() else { return };
+    let p = prefix("nodirect");
+    let srv = start_node(&p, &[]);
+    let config = request(srv.addr, "GET", "/config", &[], b"").json();
+    assert_eq!(config["direct_upload"], false, "{config}");
+    assert_eq!(presign(srv.addr, "a.png", 10).status, 404);
+    let (stored, waiting) = objects(&b, &p);
+    assert!(stored.is_empty() && waiting.is_empty());
+}
