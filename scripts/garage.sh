@@ -56,6 +56,13 @@ for _ in $(seq 100); do
   curl -s -o /dev/null "http://127.0.0.1:$s3/" && break
   sleep 0.2
 done
+# Browsers may POST to the bucket from any page (direct uploads: a POST needs a policy signed
+# by pidrop anyway) — the CORS rule README's S3 section shows, set here with curl's SigV4.
+cors='<CORSConfiguration><CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>POST</AllowedMethod><AllowedHeader>*</AllowedHeader><ExposeHeader>ETag</ExposeHeader></CORSRule></CORSConfiguration>'
+md5=$(printf '%s' "$cors" | openssl dgst -md5 -binary | base64)
+sha=$(printf '%s' "$cors" | sha256sum | cut -d' ' -f1)
+curl -sSf --aws-sigv4 "aws:amz:garage:s3" -u "$key_id:$secret" -X PUT -H "Content-MD5: $md5" \
+  -H "x-amz-content-sha256: $sha" --data-binary "$cors" "http://127.0.0.1:$s3/pidrop-test?cors=" >/dev/null
 cat >"$dir/env" <<ENV
 export PIDROP_TEST_S3_ENDPOINT=http://127.0.0.1:$s3
 export PIDROP_TEST_S3_BUCKET=pidrop-test

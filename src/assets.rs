@@ -8,16 +8,24 @@ use crate::http::conditional::{self, Validators, Verdict};
 use crate::http::{Request, Response};
 use crate::storage::hex;
 
+/// The page's Content-Security-Policy.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The page's CSP when it may also send to `origin` (`--s3-direct`: the bucket's endpoint).
+pub fn csp_connecting_to(origin: &str) -> String {
+    PAGE_CSP.replace(
+        "connect-src 'self'",
+        &format!("connect-src 'self' {origin}"),
+    )
+}
+
 /// Headers every page asset carries.
 pub const PAGE_HEADERS: &[(&str, &str)] = &[
     ("X-Content-Type-Options", "nosniff"),
     // Not "no-referrer": with it, Chromium sends `Origin: null` on form posts.
     ("Referrer-Policy", "same-origin"),
     ("X-Frame-Options", "DENY"),
-    (
-        "Content-Security-Policy",
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-    ),
+    ("Content-Security-Policy", PAGE_CSP),
     ("Cache-Control", "no-cache"),
 ];
 

@@ -289,13 +289,30 @@ impl App {
     }
 
     pub(crate) fn asset(&self, name: &str, req: &Request<'_>) -> Result<Response, AppError> {
-        assets::get(
+        let mut r = assets::get(
             name,
             self.cfg.static_dir.as_deref(),
             &self.cfg.base_path,
             req,
         )
-        .ok_or(AppError::NotFound)
+        .ok_or(AppError::NotFound)?;
+        if let Some(origin) = self.bucket_origin() {
+            r.set_header("Content-Security-Policy", assets::csp_connecting_to(origin));
+        }
+        Ok(r)
+    }
+
+    /// With direct uploads, the bucket's endpoint: the page talks to it too.
+    fn bucket_origin(&self) -> Option<&str> {
+        #[cfg(feature = "s3")]
+        return self
+            .cfg
+            .s3
+            .as_ref()
+            .filter(|s| s.direct)
+            .map(|s| s.endpoint.trim_end_matches('/'));
+        #[cfg(not(feature = "s3"))]
+        None
     }
 
     /// An address pidrop emits: `path` under `--base-path`.

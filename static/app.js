@@ -1,5 +1,6 @@
 // pidrop upload page: drop zone, a queue with per-file progress (XMLHttpRequest, since fetch has
-// no upload progress), 3 uploads at a time sent with tus (resumable: `send` below), and the
+// no upload progress), 3 uploads at a time sent with tus (resumable: `send` below) — or, when
+// the server offers it (`direct_upload`), straight to its S3 bucket (`sendDirect`) — and the
 // recent-uploads list. Every string that comes
 // from the server or a file name is set with textContent, never innerHTML.
 'use strict';
@@ -282,18 +283,21 @@
   }
 
   // One request; resolves with the XHR whatever its status, rejects on a network error.
-  function call(item, method, url, headers, body, onProgress) {
+  function request(item, method, url, headers, body, onProgress) {
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
       item.xhr = xhr;
       xhr.open(method, url);
-      for (const [k, v] of Object.entries({ ...TUS, ...LINKED, ...headers })) xhr.setRequestHeader(k, String(v));
+      for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, String(v));
       if (onProgress) xhr.upload.onprogress = (e) => onProgress(e.loaded);
       xhr.onload = () => resolve(xhr);
       xhr.onerror = xhr.onabort = xhr.ontimeout = () => reject(new Error('network'));
       xhr.send(body === undefined ? null : body);
     });
   }
+  // A request to pidrop: with the tus version and the share link's token.
+  const call = (item, method, url, headers, body, onProgress) =>
+    request(item, method, url, { ...TUS, ...LINKED, ...headers }, body, onProgress);
 
   // Where the server has this file's upload: the remembered one if it still exists, or a new one.
   async function uploadUrl(item) {
@@ -312,7 +316,11 @@
     return [url, 0, c];
   }
 
+  // S3 takes at most 5 GiB in one POST: larger files go with tus.
+  const DIRECT_MAX = 5 * 2 ** 30;
+
   async function send(item) {
+    if (config.direct_upload && item.file.size <= DIRECT_MAX) return sendDirect(item);
     const f = item.file;
     try {
       let [url, offset, last] = await uploadUrl(item);
@@ -341,6 +349,41 @@
       const busy = e instanceof Error || [423, 500, 502, 503, 504].includes(e.status);
       if (busy) { retryLater(item); return; }
       if ([404, 410, 413, 415].includes(e.status)) localStorage.removeItem(keyOf(f));
+      active--;
+      let body = null;
+      try { body = JSON.parse(e.responseText); } catch (_) { body = null; }
+      finish(item, false, serverMessage(body, e.status));
+      pump();
+    }
+  }
+
+  // Straight to the server's bucket: a presigned form from pidrop, the file POSTed to the
+  // bucket (which must allow this page's origin: CORS), then pidrop checks it there and lists
+  // it. Not resumable: a broken connection starts again with a new form.
+  async function sendDirect(item) {
+    const f = item.file;
+    try {
+      const p = await call(item, 'POST', withLink(BASE + '/upload/presign'), { 'Content-Type': 'application/json' },
+        JSON.stringify({ name: f.name, size: f.size, type: f.type }));
+      if (p.status !== 200) throw p;
+      const signed = JSON.parse(p.responseText);
+      const form = new FormData();
+      for (const [k, v] of Object.entries(signed.fields)) form.append(k, v);
+      form.append('file', f);
+      // No headers of pidrop's: a plain form POST needs no CORS preflight.
+      const sent = await request(item, 'POST', signed.url, {}, form, (n) => progress(item, Math.min(n, f.size)));
+      if (sent.status < 200 || sent.status >= 300) throw sent;
+      const c = await call(item, 'POST', withLink(signed.confirm), {});
+      if (c.status !== 201) throw c;
+      const stored = JSON.parse(c.responseText).files[0];
+      remember(stored.url, stored.delete_token, f);
+      active--;
+      finish(item, true, '', stored.url);
+      refreshRecent();
+      pump();
+    } catch (e) {
+      if (item.done) return;
+      if (e instanceof Error || [423, 500, 502, 503, 504].includes(e.status)) { retryLater(item); return; }
       active--;
       let body = null;
       try { body = JSON.parse(e.responseText); } catch (_) { body = null; }

@@ -601,3 +601,44 @@ test('under --base-path the page uploads, lists and logs in at its own addresses
   assert.deepEqual(outside, [], 'every request stays under /drop/');
   await context.close();
 });
+
+test('with --s3-direct the page sends files straight to the bucket; pidrop lists the good one and removes the bad one', async (t) => {
+  const s3 = process.env.PIDROP_TEST_S3_ENDPOINT;
+  if (!s3) {
+    // CI starts Garage (scripts/garage.sh, which also sets the bucket's CORS rule) and requires it.
+    assert.ok(!process.env.PIDROP_TEST_S3_REQUIRED, 'PIDROP_TEST_S3_REQUIRED but no S3 endpoint');
+    t.skip('no S3 server (scripts/garage.sh start DIR, then source DIR/env)');
+    return;
+  }
+  process.env.PIDROP_S3_ACCESS_KEY_ID = process.env.PIDROP_TEST_S3_ACCESS_KEY;
+  process.env.PIDROP_S3_SECRET_ACCESS_KEY = process.env.PIDROP_TEST_S3_SECRET_KEY;
+  const server = await startServer(['--store', 's3', '--s3-endpoint', s3, '--s3-bucket', process.env.PIDROP_TEST_S3_BUCKET,
+    '--s3-region', process.env.PIDROP_TEST_S3_REGION, '--s3-prefix', `browser-direct-${process.pid}/`, '--s3-direct', 'on']);
+  const { context, page } = await openReady(server);
+  const toBucket = [];
+  page.on('request', (r) => { if (r.url().startsWith(s3)) toBucket.push(r.method()); });
+  const tusCalls = [];
+  page.on('request', (r) => { if (r.url().includes('/tus')) tusCalls.push(r.url()); });
+  const fake = Buffer.concat([Buffer.from('MZ\x90\x00', 'latin1'), Buffer.alloc(5000, 7)]);
+  await page.setInputFiles('#files', [
+    { name: 'direct.png', mimeType: 'image/png', buffer: PNG },
+    { name: 'fake.png', mimeType: 'image/png', buffer: fake },
+  ]);
+  await page.waitForFunction(() => document.querySelectorAll('#queue .state.done, #queue .state.error').length === 2);
+  const rows = await page.$$eval('#queue li', (lis) => lis.map((li) => [li.querySelector('.name').textContent,
+    li.querySelector('.state').className, li.querySelector('.state').textContent]));
+  const good = rows.find((r) => r[0] === 'direct.png');
+  const bad = rows.find((r) => r[0] === 'fake.png');
+  assert.match(good[1], /done/, JSON.stringify(rows));
+  assert.match(bad[1], /error/, JSON.stringify(rows));
+  assert.match(bad[2], /named \.png but its content/);
+  assert.deepEqual(toBucket, ['POST', 'POST'], 'both files went to the bucket');
+  assert.deepEqual(tusCalls, [], 'nothing went through tus');
+  const listed = await (await fetch(server + '/files')).json();
+  assert.deepEqual(listed.files.map((f) => f.original_name), ['direct.png']);
+  const back = Buffer.from(await (await fetch(server + listed.files[0].url)).arrayBuffer());
+  assert.ok(back.equals(PNG), 'the stored file is the one sent');
+  // Cleaned up through pidrop (the object goes with it).
+  assert.equal((await fetch(server + listed.files[0].url, { method: 'DELETE' })).status, 204);
+  await context.close();
+});

@@ -732,6 +732,11 @@ fn direct_uploads_are_checked_in_the_bucket_before_they_are_listed() {
     let srv = start_node(&p, &["--s3-direct", "on", "--max-size", "50M"]);
     let config = request(srv.addr, "GET", "/config", &[], b"").json();
     assert_eq!(config["direct_upload"], true, "{config}");
+    // The page may talk to the bucket (CSP connect-src), and to nothing else.
+    let endpoint = std::env::var("PIDROP_TEST_S3_ENDPOINT").expect("endpoint");
+    let page = request(srv.addr, "GET", "/", &[], b"");
+    let csp = page.header("content-security-policy").unwrap_or_default();
+    assert!(csp.contains(&format!("connect-src 'self' {endpoint};")), "{csp}");
     let work = srv.dir.join("browser");
     std::fs::create_dir_all(&work).expect("dir");
 
