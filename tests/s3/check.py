@@ -11,7 +11,7 @@ With a second binary built with `--features s3-tls`, the same again over HTTPS: 
 internal`) in front of Garage, pidrop trusting Caddy's authority with `--s3-ca`, a presigned
 redirect to an https:// URL fetched by curl; and a wrong authority stopping start-up at once.
 
-Prints one line per check and a closing `s3: N passed, N failed`.
+Prints one line per check and a closing `s3: N passed, N failed` (`s3-tls:` with `--tls-only`).
 
 `--tls-only` runs only the HTTPS check, with the given program as the s3-tls binary — a
 script that runs an ARM build under qemu-user, say: ring's TLS on a Pi Zero's ARMv6.
@@ -223,10 +223,12 @@ def main():
         checks.append(over_https_through_caddy)
     if tls_only:
         checks = [over_https_through_caddy]
+    env = {"s3": s3, "prefix": prefix + "plain/", "work": work, "stored": [], "tls_binary": tls_binary}
     try:
+        if tls_only:
+            run_checks("s3-tls", checks, env)  # exits
         with pidrop(binary, *s3_args(prefix + "plain/")) as (base, _):
-            run_checks("s3", checks, {"s3": s3, "prefix": prefix + "plain/", "base": base, "work": work,
-                                      "stored": [], "tls_binary": tls_binary})
+            run_checks("s3", checks, {**env, "base": base})
     finally:
         for k in keys(s3, prefix):
             s3.delete_object(Bucket=ENV["BUCKET"], Key=k)
