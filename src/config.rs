@@ -60,9 +60,9 @@ enum Key {
     S3Prefix,
     S3Credentials,
     S3SyncInterval,
-    S3Downloads,
     S3Ca,
     S3Direct,
+    S3Downloads,
     StaticDir,
     Log,
 }

@@ -36,7 +36,7 @@ pub fn connect(cfg: &crate::config::S3Config) -> Result<Bucket, String> {
     b.put_object(&probe, b"", &[])
         .and_then(|()| b.delete_object(&probe))
         .map_err(|e| format!("the key may not write to bucket {}: {e}", cfg.bucket))?;
-    if let Err(e) = b.ensure_abort_rule(1) {
+    if let Err(e) = b.ensure_abort_rule(7) {
         log::warn!("cannot set the rule that removes crashed multipart uploads: {e}");
     }
     Ok(b)

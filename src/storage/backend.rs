@@ -62,6 +62,19 @@ pub trait BlobWriter: Send {
     /// A local file holding the bytes before they are placed (a scanner reads it), if the
     /// backend has one.
     fn local_path(&self) -> Option<&Path>;
+    /// The stored name, when it was chosen before the first byte (a blob streamed to where it
+    /// is stored).
+    fn stored_name(&self) -> Option<&str> {
+        None
+    }
+    /// Whether its bytes land on the local disk (free space matters for them).
+    fn on_disk(&self) -> bool {
+        true
+    }
+    /// Where the blob will stand (bytes) at the end of the current request, when the request
+    /// says (a resumable upload's PATCH of known length): a backend may send what will make a
+    /// whole piece straight on.
+    fn ends_at(&mut self, _at: Option<u64>) {}
     /// Puts the finished bytes under `meta.name` (not yet durable: see `Backend::placed`);
     /// a backend that keeps a description beside the bytes (S3 object metadata) takes it from
     /// `meta`. From then on the blob is the caller's to remove (`Backend::remove`).
@@ -85,9 +98,11 @@ pub trait Backend: Send + Sync {
     /// A blob of exactly `len` bytes to be placed under `name` (chosen now), written straight
     /// to where it is stored without a local copy — if the backend does that (S3); `None`
     /// otherwise (then `create`). `mime` and `original` are known already (the content check
-    /// passed); the rest of the description comes with `place`.
+    /// passed); the rest of the description comes with `place`. `kept`: a resumable upload's
+    /// id, whose blob goes on across its requests (`reopen` finds it again).
     fn stream(
         &self,
+        _kept: Option<&str>,
         _name: &str,
         _len: u64,
         _mime: &str,

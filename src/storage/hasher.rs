@@ -216,6 +216,18 @@ pub struct DigestState {
     pub len: u64,
 }
 
+impl DigestState {
+    /// The state of `sha` over `len` bytes (a backend that hashes as bytes pass).
+    pub fn new(sha: Sha256, len: u64) -> DigestState {
+        DigestState { sha, len }
+    }
+
+    /// The running hash, to go on with.
+    pub fn into_sha(self) -> Sha256 {
+        self.sha
+    }
+}
+
 /// Files are hashed inline up to this size.
 pub const INLINE_UP_TO: u64 = 256 << 10;
 

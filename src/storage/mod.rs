@@ -34,6 +34,8 @@ mod s3direct;
 pub use s3direct::POLICY_SECS as DIRECT_POLICY_SECS;
 #[cfg(feature = "s3")]
 pub mod s3dir;
+#[cfg(feature = "s3")]
+mod s3resume;
 mod sessions;
 mod unfinished;
 use backend::{Backend, Blob, BlobWriter};
@@ -111,6 +113,11 @@ impl TempFile {
     /// use them up first.
     pub fn adopt(&mut self, n: u64) {
         self.reserved += n;
+    }
+
+    /// Where the file will stand at the end of this request (see `BlobWriter::ends_at`).
+    pub fn ends_at(&mut self, at: Option<u64>) {
+        self.blob.ends_at(at);
     }
 
     /// Stops hashing, handing the state over (see `BlobWriter::suspend_digest`).
@@ -326,6 +333,13 @@ impl Store {
         Ok((temp, head))
     }
 
+    /// Whether a file of `len` bytes (if known) goes straight to where files are stored,
+    /// without a local copy: a remote store, a known length, nothing that must read a local
+    /// file (`scanning`: `--scan-cmd`).
+    pub fn streams(&self, len: Option<u64>, scanning: bool) -> bool {
+        self.is_remote() && len.is_some_and(|n| n > 0) && !scanning
+    }
+
     /// Whether stored files live elsewhere than the upload dir (read with `read_blob`).
     pub fn is_remote(&self) -> bool {
         self.blobs.remote()
@@ -494,28 +508,27 @@ impl Store {
 
     /// A file of exactly `len` bytes (already checked: `mime`) sent straight to where it is
     /// stored, under a name chosen now, if the backend does that (`Backend::stream`); `None`
-    /// when it does not (then `create_temp`). Its reservation counts against `--max-total`
-    /// only: no byte of it touches the local disk.
+    /// when it does not (then `create_temp`). No byte of it touches the local disk: a request's
+    /// reservation counts against `--max-total` only; a resumable upload's (`kept`) stands
+    /// between its requests and is lent to it (see `reopen_temp`).
     pub fn create_streamed(
         &self,
+        kept: Option<&str>,
         len: u64,
         original: &str,
         mime: &str,
         ext: &str,
     ) -> Result<Option<TempFile>, AppError> {
         let name = stored_name(ext).map_err(AppError::Storage)?;
-        let Some(blob) = self.blobs.stream(&name, len, mime, original) else {
+        let Some(blob) = self.blobs.stream(kept, &name, len, mime, original) else {
             return Ok(None);
         };
-        let mut temp = TempFile {
-            blob: blob.map_err(AppError::Storage)?,
-            name: Some(name),
-            on_disk: false,
-            unchecked: 0,
-            reserved: 0,
-            pool: self.reserved.clone(),
-        };
-        self.reserve(&mut temp, len)?;
+        // Its blob says it is not on the local disk: only `--max-total` is checked.
+        let mut temp = self.wrap(blob.map_err(AppError::Storage)?, Some(0))?;
+        temp.name = Some(name);
+        if kept.is_none() {
+            self.reserve(&mut temp, len)?;
+        }
         Ok(Some(temp))
     }
 
@@ -535,10 +548,11 @@ impl Store {
         self.wrap(blob, Some(0))
     }
 
-    /// Reserves `n` bytes for a resumable upload between its requests, if there is room.
-    pub fn reserve_standing(&self, n: u64) -> Result<(), AppError> {
+    /// Reserves `n` bytes for a resumable upload between its requests, if there is room
+    /// (on the local disk too when its bytes go there: `on_disk`).
+    pub fn reserve_standing(&self, n: u64, on_disk: bool) -> Result<(), AppError> {
         let mut pool = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
-        self.room_for(*pool, n, true)?;
+        self.room_for(*pool, n, on_disk)?;
         *pool += n;
         Ok(())
     }
@@ -563,9 +577,9 @@ impl Store {
 
     fn wrap(&self, blob: Box<dyn BlobWriter>, expected: Option<u64>) -> Result<TempFile, AppError> {
         let mut temp = TempFile {
+            name: blob.stored_name().map(str::to_string),
+            on_disk: blob.on_disk(),
             blob,
-            name: None,
-            on_disk: true,
             unchecked: 0,
             reserved: 0,
             pool: self.reserved.clone(),

@@ -1,11 +1,12 @@
 //! Stored files in an S3 bucket (`--store s3`), as `<prefix><stored name>`, two ways in:
 //!
 //! - **Streamed** (`Backend::stream`: a file whose length is known before its first byte, a
-//!   PUT): a multipart upload under its stored name, started once the content check passed,
+//!   PUT; a resumable upload's across its requests: `s3resume.rs`): a multipart upload under
+//!   its stored name, started once the content check passed,
 //!   each part of max(8 MiB, size/10,000) written to its own connection as the bytes arrive
 //!   from the client — the SD card is not touched and nothing but the caller's 8 KiB buffer
 //!   is held. A part cannot be sent again (its bytes are gone): a failure fails the upload.
-//! - **Spooled** (`Backend::create`: unknown length, multipart forms, tus, `--scan-cmd`):
+//! - **Spooled** (`Backend::create`: unknown length, multipart forms, `--scan-cmd`):
 //!   received into the local state dir first, then one PUT or a multipart upload read from
 //!   the file, each part tried up to three times.
 //!
@@ -32,6 +33,7 @@ use sha2::{Digest, Sha256};
 use super::backend::{Backend, Blob, BlobInfo, BlobWriter, DigestState, Lifetime};
 use super::local::LocalDir;
 use super::meta::{decode_fields, encode_fields};
+use super::s3resume;
 use super::{is_stored_name, Catalogue, Meta};
 use crate::s3::http::Sending;
 use crate::s3::Bucket;
@@ -95,6 +97,15 @@ impl S3Dir {
             prefix: prefix.to_string(),
             journal,
         }
+    }
+
+    /// Where the resumable upload `id` keeps its record and tail when it streams.
+    fn resume_paths(&self, id: &str) -> io::Result<s3resume::Paths> {
+        let tail = self.local.kept_path(id)?;
+        Ok(s3resume::Paths {
+            record: tail.with_extension("s3"),
+            tail,
+        })
     }
 
     fn wrap(&self, inner: Box<dyn BlobWriter>, kept: Option<&str>) -> Box<dyn BlobWriter> {
@@ -173,7 +184,7 @@ impl Catalogue {
 }
 
 /// The part size for a file of `len` bytes: at most 10,000 parts, none below 8 MiB.
-fn part_size(len: u64) -> u64 {
+pub(super) fn part_size(len: u64) -> u64 {
     MIN_PART.max(len.div_ceil(MAX_PARTS))
 }
 
@@ -321,6 +332,47 @@ pub(super) fn write_described(
         let _ = bucket.delete_object(&side);
     }
     written
+}
+
+/// Completes the multipart upload of a streamed file, its whole description (the sha256 known
+/// only now among it) in the sidecar `side`, written first and removed again if it fails.
+pub(super) fn complete_described(
+    bucket: &Bucket,
+    side: &str,
+    meta: &Meta,
+    key: &str,
+    upload: &str,
+    parts: &[(u32, String)],
+) -> Result<(), crate::s3::S3Error> {
+    let text = sidecar_text(&describing_headers(meta));
+    let done = bucket
+        .put_object(side, text.as_bytes(), &[])
+        .and_then(|()| bucket.complete_multipart(key, upload, parts));
+    if done.is_err() {
+        let _ = bucket.delete_object(side);
+    }
+    done
+}
+
+/// Reads exactly `len` bytes out of `pipe`, 8 KiB at a time, into `take` (a writer whose bytes
+/// go on over the network: there is no splicing into a socket's request body here).
+pub(super) fn drain_pipe(
+    pipe: &Pipe,
+    len: usize,
+    mut take: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut buf = [0u8; 8192];
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(buf.len());
+        let n = pipe.read_out(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        take(&buf[..n])?;
+        left -= n;
+    }
+    Ok(())
 }
 
 pub(super) fn sidecar_key(prefix: &str, name: &str) -> String {
@@ -613,6 +665,10 @@ impl S3Stream {
 }
 
 impl BlobWriter for S3Stream {
+    fn on_disk(&self) -> bool {
+        false
+    }
+
     fn append(&mut self, mut data: &[u8]) -> io::Result<()> {
         if self.written + data.len() as u64 > self.len {
             return Err(io::Error::other("more bytes than the declared length"));
@@ -635,18 +691,7 @@ impl BlobWriter for S3Stream {
 
     /// The bytes are read out of the pipe (they must be hashed and go to a socket anyway).
     fn append_from_pipe(&mut self, pipe: &Pipe, len: usize) -> io::Result<()> {
-        let mut buf = [0u8; 8192];
-        let mut left = len;
-        while left > 0 {
-            let want = left.min(buf.len());
-            let n = pipe.read_out(&mut buf[..want])?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            self.append(&buf[..n])?;
-            left -= n;
-        }
-        Ok(())
+        drain_pipe(pipe, len, |data| self.append(data))
     }
 
     fn written(&self) -> u64 {
@@ -680,14 +725,14 @@ impl BlobWriter for S3Stream {
     /// The sidecar (the description, with the sha256 now known), then the completion: the
     /// object appears whole under its name.
     fn place(&mut self, meta: &Meta) -> io::Result<()> {
-        let text = sidecar_text(&describing_headers(meta));
-        let placed = self
-            .bucket
-            .put_object(&self.sidecar, text.as_bytes(), &[])
-            .and_then(|()| {
-                self.bucket
-                    .complete_multipart(&self.key, &self.id, &self.parts)
-            });
+        let placed = complete_described(
+            &self.bucket,
+            &self.sidecar,
+            meta,
+            &self.key,
+            &self.id,
+            &self.parts,
+        );
         match placed {
             Ok(()) => {
                 self.done = true;
@@ -695,7 +740,6 @@ impl BlobWriter for S3Stream {
                 Ok(())
             }
             Err(e) => {
-                let _ = self.bucket.delete_object(&self.sidecar);
                 self.abort();
                 Err(s3_io(e))
             }
@@ -728,11 +772,20 @@ impl Backend for S3Dir {
         len: u64,
         digest: Option<DigestState>,
     ) -> io::Result<Box<dyn BlobWriter>> {
+        let paths = self.resume_paths(id)?;
+        if s3resume::exists(&paths) {
+            let r = s3resume::reopen(&self.bucket, &self.prefix, paths, len, digest)?;
+            return Ok(Box::new(r));
+        }
         let inner = self.local.reopen(id, len, digest)?;
         Ok(self.wrap(inner, Some(id)))
     }
 
     fn discard(&self, id: &str) -> io::Result<bool> {
+        let paths = self.resume_paths(id)?;
+        if s3resume::exists(&paths) {
+            return s3resume::discard(&self.bucket, &paths);
+        }
         self.local.discard(id)
     }
 
@@ -758,13 +811,29 @@ impl Backend for S3Dir {
 
     fn stream(
         &self,
+        kept: Option<&str>,
         name: &str,
         len: u64,
         mime: &str,
         original: &str,
     ) -> Option<io::Result<Box<dyn BlobWriter>>> {
-        let key = format!("{}{name}", self.prefix);
         let headers = flagged_headers(mime, original);
+        if let Some(id) = kept {
+            let hashing = self.local.hashing();
+            return Some(self.resume_paths(id).and_then(|paths| {
+                s3resume::start(
+                    &self.bucket,
+                    &self.prefix,
+                    paths,
+                    name,
+                    len,
+                    &headers,
+                    hashing,
+                )
+                .map(|r| Box::new(r) as Box<dyn BlobWriter>)
+            }));
+        }
+        let key = format!("{}{name}", self.prefix);
         let started = (|| {
             let id = self
                 .bucket

@@ -131,7 +131,9 @@ impl Tus {
             gps_stripped: false,
             owner: owner.to_string(),
         };
-        self.store.reserve_standing(length.unwrap_or(0))?;
+        // Streamed to a remote store, its bytes never all land on the local disk.
+        let on_disk = !self.store.streams(length, cfg.hooks.scan.is_some());
+        self.store.reserve_standing(length.unwrap_or(0), on_disk)?;
         if let Err(e) = self.store.catalogue().add_unfinished(&u) {
             self.store.release_standing(length.unwrap_or(0));
             return Err(AppError::Storage(std::io::Error::other(e)));
@@ -270,7 +272,9 @@ impl Tus {
         if n < u.offset {
             return Err(TusError::BadHeader("Upload-Length").into());
         }
-        self.store.reserve_standing(n - u.offset)?;
+        // Bytes already received went to the local disk: the rest follows them there.
+        let on_disk = u.mime.is_some() || !self.store.streams(Some(n), cfg.hooks.scan.is_some());
+        self.store.reserve_standing(n - u.offset, on_disk)?;
         u.length = Some(n);
         if let Err(e) = self.store.catalogue().set_progress(u) {
             self.store.release_standing(n - u.offset);

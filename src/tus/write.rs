@@ -27,7 +27,10 @@ impl Tus {
         u: &mut Unfinished,
         mut checksum: Option<Expected>,
     ) -> Result<Option<(Arc<Meta>, String)>, AppError> {
-        let mut file = self.resume_ingest(cfg, u)?;
+        // Where the upload will stand once this body is in: a backend that streams may send
+        // what makes whole parts straight on.
+        let ends_at = req.body.declared_len().map(|n| u.offset.saturating_add(n));
+        let mut file = self.resume_ingest(cfg, u)?.ends_at(ends_at);
         let pumped = match checksum.as_mut() {
             Some(c) => {
                 let mut feed = |d: &[u8]| c.update(d);
@@ -90,6 +93,7 @@ impl Tus {
         };
         Ok(Ingest::begin(cfg, &self.store, u.original_name.clone())?
             .limit(u.length.unwrap_or(u64::MAX))
+            .expect(u.length)
             .kept(&u.id, standing)
             .resume(&u.held, temp, u.mime.clone(), u.gps_stripped))
     }

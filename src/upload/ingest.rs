@@ -39,6 +39,8 @@ pub struct Ingest<'s> {
     /// `--strip-gps` and a JPEG by its name: GPS tags are removed from its head.
     strip_gps: bool,
     gps_stripped: bool,
+    /// Where the file will stand at the end of this request, when the request says.
+    ends_at: Option<u64>,
 }
 
 impl<'s> Ingest<'s> {
@@ -70,6 +72,7 @@ impl<'s> Ingest<'s> {
             standing: 0,
             strip_gps: cfg.strip_gps && jpeg,
             gps_stripped: false,
+            ends_at: None,
         })
     }
 
@@ -90,6 +93,16 @@ impl<'s> Ingest<'s> {
     pub fn kept(mut self, id: &str, standing: u64) -> Self {
         self.kept = Some(id.to_string());
         self.standing = standing;
+        self
+    }
+
+    /// Where the file will stand once this request's body is in (a resumable upload's PATCH of
+    /// known length): told to the blob, which may stream what makes whole pieces.
+    pub fn ends_at(mut self, at: Option<u64>) -> Self {
+        self.ends_at = at;
+        if let Some(t) = self.temp.as_mut() {
+            t.ends_at(at);
+        }
         self
     }
 
@@ -228,7 +241,11 @@ impl<'s> Ingest<'s> {
         // The whole file: what was held so far is written into the blob below, like the rest.
         let expected = self.expected;
         let mut temp = match (&self.kept, self.streamed(&mime)?) {
-            (_, Some(t)) => t,
+            (Some(_), Some(mut t)) => {
+                t.adopt(std::mem::take(&mut self.standing));
+                t
+            }
+            (None, Some(t)) => t,
             (Some(id), None) => {
                 self.store.ensure_room(0)?;
                 let mut t = self.store.create_temp(Some(0), Lifetime::Kept(id))?;
@@ -240,6 +257,7 @@ impl<'s> Ingest<'s> {
                 self.store.create_temp(expected, Lifetime::Request)?
             }
         };
+        temp.ends_at(self.ends_at);
         self.store.write(&mut temp, &self.sniff)?;
         self.sniff = Vec::new();
         self.mime = Some(mime);
@@ -247,32 +265,37 @@ impl<'s> Ingest<'s> {
         Ok(())
     }
 
-    /// A blob going straight to the backend's store, when it can take one: a request's file of
-    /// known length (not a resumable upload's, whose bytes come in several requests), with no
-    /// `--scan-cmd` (a scanner reads a local file).
+    /// A blob going straight to the backend's store, when it can take one: a file of known
+    /// length (a request's, or a resumable upload's across its requests), with no `--scan-cmd`
+    /// (a scanner reads a local file).
     fn streamed(&self, mime: &str) -> Result<Option<TempFile>, AppError> {
-        match self.expected {
-            Some(len) if self.streams() => {
-                self.store
-                    .create_streamed(len, &self.original, mime, &self.ext)
-            }
-            _ => Ok(None),
-        }
+        let (Some(len), true) = (self.expected, self.goes_remote()) else {
+            return Ok(None);
+        };
+        self.store
+            .create_streamed(self.kept.as_deref(), len, &self.original, mime, &self.ext)
     }
 
-    /// Whether this file's bytes will go straight to a remote store (see `streamed`).
+    /// Whether a request's file goes straight to a remote store (see `streamed`).
     pub fn streams(&self) -> bool {
-        self.store.is_remote()
-            && self.expected.is_some_and(|n| n > 0)
-            && self.kept.is_none()
-            && self.hooks.scan.is_none()
+        self.kept.is_none() && self.goes_remote()
+    }
+
+    fn goes_remote(&self) -> bool {
+        self.store.streams(self.expected, self.hooks.scan.is_some())
     }
 
     /// Makes what was taken durable without finishing (a resumable upload's offset): the blob,
     /// or nothing yet if the bytes are still held for the check (the caller keeps `held`).
     pub fn sync(&mut self) -> Result<(), AppError> {
         match self.temp.as_mut() {
-            Some(temp) => self.store.sync(temp),
+            Some(temp) => {
+                self.store.sync(temp)?;
+                // What is durable may be less than what was taken (a part sent to a remote
+                // store that the request did not finish is lost): that is the offset.
+                self.size = temp.size();
+                Ok(())
+            }
             None => Ok(()),
         }
     }

@@ -41,7 +41,7 @@ fn filter(cmd: &str, args: &[&str], data: &[u8]) -> Vec<u8> {
 }
 
 /// `POST /tus` for a file called `name` of `len` bytes, with extra headers.
-fn create(addr: SocketAddr, name: &str, len: u64, extra: &[(&str, &str)]) -> Resp {
+pub(crate) fn create(addr: SocketAddr, name: &str, len: u64, extra: &[(&str, &str)]) -> Resp {
     let meta = format!("filename {},album {}", b64(name), b64("summer"));
     let len = len.to_string();
     let mut h = vec![
@@ -53,14 +53,20 @@ fn create(addr: SocketAddr, name: &str, len: u64, extra: &[(&str, &str)]) -> Res
     request(addr, "POST", "/tus", &h, b"")
 }
 
-fn location(r: &Resp) -> String {
+pub(crate) fn location(r: &Resp) -> String {
     assert_eq!(r.status, 201, "{}", r.text());
     let loc = r.header("Location").expect("Location").to_string();
     assert!(loc.starts_with("/tus/") && loc.len() == 5 + 32, "{loc}");
     loc
 }
 
-fn patch(addr: SocketAddr, loc: &str, offset: u64, body: &[u8], extra: &[(&str, &str)]) -> Resp {
+pub(crate) fn patch(
+    addr: SocketAddr,
+    loc: &str,
+    offset: u64,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) -> Resp {
     let off = offset.to_string();
     let mut h = vec![TUS, OCTETS, ("Upload-Offset", off.as_str())];
     h.extend_from_slice(extra);
@@ -71,11 +77,11 @@ fn patch(addr: SocketAddr, loc: &str, offset: u64, body: &[u8], extra: &[(&str, 
     request(addr, "PATCH", loc, &h, body)
 }
 
-fn head(addr: SocketAddr, loc: &str) -> Resp {
+pub(crate) fn head(addr: SocketAddr, loc: &str) -> Resp {
     request(addr, "HEAD", loc, &[TUS], b"")
 }
 
-fn offset_of(r: &Resp) -> u64 {
+pub(crate) fn offset_of(r: &Resp) -> u64 {
     r.header("Upload-Offset")
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no Upload-Offset: {r:?}"))

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """pidrop with `--store s3` against a real Garage, read back by a third-party client: boto3
 (PyPI) reads every object straight from the bucket and compares it byte for byte with what was
-sent, for every way in (a PUT of known length — streamed —, a chunked PUT, a multipart form, an
-empty file, a resumable upload by tuspy), with the metadata another node relies on; a refused
+sent, for every way in (streamed: a PUT of known length, a resumable upload by tuspy in 4 MiB
+chunks — parts of 8 MiB, so a tail kept between them —; spooled: a chunked PUT, a multipart
+form, an empty file), with the metadata another node relies on (on the object or in its sidecar); a refused
 file leaves nothing in the bucket; and at the end the bucket and pidrop's listing are walked
 side by side (every object listed, every listed file an object, no sidecar without its object,
 no multipart upload left open).
@@ -81,23 +82,31 @@ def in_bucket(env, stored, data, original):
     got = s3.get_object(Bucket=ENV["BUCKET"], Key=prefix + stored["name"])
     body = got["Body"].read()
     assert body == data, (stored["name"], len(body), len(data))
-    meta = got["Metadata"]
+    # A streamed file's description is in its sidecar (its sha256 is known only at the end).
+    meta = dict(got["Metadata"])
+    if meta.get("pidrop-sidecar") == "1":
+        side = s3.get_object(Bucket=ENV["BUCKET"], Key=f"{prefix}.pidrop/{stored['name']}")["Body"].read().decode()
+        for line in side.splitlines():
+            k, v = line.split(": ", 1)
+            meta.setdefault(k.removeprefix("x-amz-meta-"), v)
     assert urllib.parse.unquote(meta["pidrop-name"]) == original, meta
     assert meta["pidrop-uploaded-at"] == stored["uploaded_at"], (meta, stored)
     assert got["ContentType"] == stored["type"], got["ContentType"]
-    sha = meta.get("pidrop-sha256")
-    if meta.get("pidrop-sidecar") == "1":
-        side = s3.get_object(Bucket=ENV["BUCKET"], Key=f"{prefix}.pidrop/{stored['name']}")["Body"].read().decode()
-        sha = sha or dict(l.split(": ", 1) for l in side.splitlines())["x-amz-meta-pidrop-sha256"]
-    assert sha == hashlib.sha256(data).hexdigest() == stored["sha256"], (sha, stored)
-    env["stored"].append(stored["name"])
+    assert meta["pidrop-sha256"] == hashlib.sha256(data).hexdigest() == stored["sha256"], (meta, stored)
+    # Streamed: the object itself carries only its name and type (the rest came at the end).
+    env["streamed" if "pidrop-uploaded-at" not in got["Metadata"] else "spooled"].append(stored["name"])
 
 
 def a_put_of_known_length_is_streamed_byte_exact(env):
     data = PNG + os.urandom(20 * MIB + 12345)  # three parts of 8 MiB, the last shorter
-    status, _, body = curl(env["base"] + "/upload/gross%20bild.png", "-T", "-", data=data)
+    path = os.path.join(env["work"], "put.png")
+    with open(path, "wb") as f:
+        f.write(data)
+    status, _, body = curl(env["base"] + "/upload/gross%20bild.png", "-T", path)
     assert status == 201, (status, body)
+    name = json.loads(body)["files"][0]["name"]
     in_bucket(env, json.loads(body)["files"][0], data, "gross bild.png")
+    assert name in env["streamed"], "a PUT with a Content-Length is streamed"
 
 
 def a_chunked_put_is_spooled_byte_exact(env):
@@ -105,6 +114,7 @@ def a_chunked_put_is_spooled_byte_exact(env):
     status, _, body = curl(env["base"] + "/upload/chunked.png", "-T", "-", "-H", "Transfer-Encoding: chunked", data=data)
     assert status == 201, (status, body)
     in_bucket(env, json.loads(body)["files"][0], data, "chunked.png")
+    assert json.loads(body)["files"][0]["name"] in env["spooled"]
 
 
 def a_multipart_form_is_byte_exact_with_its_fields(env):
@@ -141,6 +151,7 @@ def a_resumable_upload_by_tuspy_is_byte_exact(env):
         stored = [f for f in json.load(r)["files"] if f["original_name"] == "resumable.png"]
     assert len(stored) == 1, stored
     in_bucket(env, stored[0], data, "resumable.png")
+    assert stored[0]["name"] in env["streamed"], "a resumable upload of known length is streamed"
 
 
 def a_refused_file_leaves_nothing_in_the_bucket(env):
@@ -161,11 +172,11 @@ def the_bucket_and_the_listing_agree(env):
     objects = keys(s3, prefix)
     stored = sorted(k[len(prefix):] for k in objects if not k.startswith(prefix + ".pidrop/"))
     sidecars = [k[len(prefix + ".pidrop/"):] for k in objects if k.startswith(prefix + ".pidrop/")]
-    assert stored == listed == sorted(env["stored"]), (stored, listed, env["stored"])
+    assert stored == listed == sorted(env["streamed"] + env["spooled"]), (stored, listed, env)
     assert set(sidecars) <= set(stored), sidecars
     assert not open_uploads(s3, prefix), open_uploads(s3, prefix)
     # A delete through pidrop removes the object and its sidecar.
-    name = env["stored"][0]
+    name = env["streamed"][0]
     status, _, _ = curl(f"{env['base']}/files/{name}", "-X", "DELETE")
     assert status == 204, status
     left = keys(s3, prefix)
@@ -223,7 +234,7 @@ def main():
         checks.append(over_https_through_caddy)
     if tls_only:
         checks = [over_https_through_caddy]
-    env = {"s3": s3, "prefix": prefix + "plain/", "work": work, "stored": [], "tls_binary": tls_binary}
+    env = {"s3": s3, "prefix": prefix + "plain/", "work": work, "streamed": [], "spooled": [], "tls_binary": tls_binary}
     try:
         if tls_only:
             run_checks("s3-tls", checks, env)  # exits
