@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""A 1 GiB file into a Garage bucket on loopback: through pidrop (`--store s3`, a PUT sent with
-bench.py's zero-copy sender) against the same file put straight into Garage by boto3 (its
-managed multipart upload, 8 MiB parts), alternating, so both see the same machine minute.
-Prints the wall time, MB/s and the ratio per round, and pidrop's CPU and peak RSS.
+"""A 1 GiB file into a Garage bucket on loopback: through pidrop (`--store s3`) three ways —
+a PUT (streamed from the socket into parts), a tus upload in 8 MiB PATCHes (streamed, a part
+per PATCH), a multipart form (spooled to the state dir, then sent) — each sent with bench.py's
+zero-copy senders, against the same file put straight into Garage by boto3 (its managed
+multipart upload, 8 MiB parts), alternating, so all see the same machine minute. Prints the
+MB/s and the ratio to boto3 per way and round, and pidrop's CPU and peak RSS.
 
 Usage: . garage-dir/env; python3 bench/experiments/s3.py FILE PIDROP_BINARY [ROUNDS]
 (`scripts/garage.sh start DIR` writes the env file; boto3 from PyPI.)
@@ -40,11 +42,16 @@ def main():
             t0 = time.perf_counter()
             s3.upload_file(src, env["BUCKET"], f"{prefix}direct-{r}", Config=cfg)
             direct = time.perf_counter() - t0
-            wall, cpu, peak = srv.measure(lambda: bench.zero_copy_upload(srv.url, src, False))
             mb = size / 1e6
-            print(f"round {r}: boto3 direct {mb / direct:.0f} MB/s | through pidrop {mb / wall:.0f} MB/s"
-                  f" = {direct / wall:.2f}x | pidrop {cpu / (size / (1 << 30)):.2f} s CPU/GiB,"
-                  f" peak RSS {peak / 1024:.1f} MiB (idle {idle / 1024:.1f} MiB)", flush=True)
+            print(f"round {r}: boto3 direct {mb / direct:.0f} MB/s", flush=True)
+            ways = [("PUT, streamed", lambda: bench.zero_copy_upload(srv.url, src, False)),
+                    ("tus 8 MiB, streamed", lambda: bench.tus_upload(srv.url, src)),
+                    ("form, spooled", lambda: bench.zero_copy_upload(srv.url, src, True))]
+            for way, send in ways:
+                wall, cpu, peak = srv.measure(send)
+                print(f"  {way}: {mb / wall:.0f} MB/s = {direct / wall:.2f}x of boto3 |"
+                      f" {cpu / (size / (1 << 30)):.2f} s CPU/GiB, peak RSS {peak / 1024:.1f} MiB"
+                      f" (idle {idle / 1024:.1f} MiB)", flush=True)
     finally:
         srv.stop()
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=env["BUCKET"], Prefix=prefix):

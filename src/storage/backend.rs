@@ -29,6 +29,16 @@ pub enum Lifetime<'a> {
     Kept(&'a str),
 }
 
+/// What a backend may know of the request that brings a blob's bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThisRequest {
+    /// Where the blob will stand (bytes) once the request's body is in, when it says.
+    pub ends_at: Option<u64>,
+    /// The body is checked only at its end (a tus `Upload-Checksum`): none of its bytes may
+    /// be placed beyond recall before `sync` or `finish`.
+    pub checked_at_end: bool,
+}
+
 /// A stored file opened for reading.
 pub struct Blob {
     pub file: File,
@@ -71,10 +81,9 @@ pub trait BlobWriter: Send {
     fn on_disk(&self) -> bool {
         true
     }
-    /// Where the blob will stand (bytes) at the end of the current request, when the request
-    /// says (a resumable upload's PATCH of known length): a backend may send what will make a
-    /// whole piece straight on.
-    fn ends_at(&mut self, _at: Option<u64>) {}
+    /// What is known of the request bringing the bytes (a resumable upload's PATCH): a backend
+    /// may send what will make a whole piece straight on, or must hold everything back.
+    fn this_request(&mut self, _r: ThisRequest) {}
     /// Puts the finished bytes under `meta.name` (not yet durable: see `Backend::placed`);
     /// a backend that keeps a description beside the bytes (S3 object metadata) takes it from
     /// `meta`. From then on the blob is the caller's to remove (`Backend::remove`).

@@ -39,7 +39,7 @@ mod s3resume;
 mod sessions;
 mod unfinished;
 use backend::{Backend, Blob, BlobWriter};
-pub use backend::{DigestState, Lifetime};
+pub use backend::{DigestState, Lifetime, ThisRequest};
 pub use catalogue::{Catalogue, CatalogueError, Cursor, Filter};
 pub use check::CheckReport;
 pub use links::{Link, LinkKind};
@@ -115,9 +115,9 @@ impl TempFile {
         self.reserved += n;
     }
 
-    /// Where the file will stand at the end of this request (see `BlobWriter::ends_at`).
-    pub fn ends_at(&mut self, at: Option<u64>) {
-        self.blob.ends_at(at);
+    /// What is known of the request bringing the bytes (see `BlobWriter::this_request`).
+    pub fn this_request(&mut self, r: ThisRequest) {
+        self.blob.this_request(r);
     }
 
     /// Stops hashing, handing the state over (see `BlobWriter::suspend_digest`).

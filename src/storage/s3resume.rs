@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::backend::{BlobWriter, DigestState};
+use super::backend::{BlobWriter, DigestState, ThisRequest};
 use super::s3dir::{complete_described, drain_pipe, part_size, s3_io, sidecar_key};
 use super::Meta;
 use crate::s3::http::Sending;
@@ -122,8 +122,9 @@ pub struct Resumable {
     /// The part being sent, and the hash over everything before it (what stays true if the
     /// part is lost).
     current: Option<(Sending, Option<Sha256>)>,
-    /// Where the upload will stand at the end of this request, if the request says.
-    ends_at: Option<u64>,
+    /// What is known of this request: where the upload will stand at its end, and whether its
+    /// body is checked only then (everything waits in the tail until `sync` or `finish`).
+    request: ThisRequest,
     hasher: Option<Sha256>,
 }
 
@@ -133,7 +134,7 @@ pub fn exists(paths: &Paths) -> bool {
 }
 
 /// Starts the multipart upload of `name` (`len` bytes, described by `headers`) for a resumable
-/// upload.
+/// upload, replacing one it had (begun by a request whose bytes were then not acknowledged).
 pub fn start(
     bucket: &Arc<Bucket>,
     prefix: &str,
@@ -143,6 +144,7 @@ pub fn start(
     headers: &[(String, String)],
     hashing: bool,
 ) -> io::Result<Resumable> {
+    discard(bucket, &paths)?;
     let key = format!("{prefix}{name}");
     let upload = bucket.create_multipart(&key, headers).map_err(s3_io)?;
     let rec = Record {
@@ -177,7 +179,7 @@ pub fn start(
         tail,
         tail_len: 0,
         current: None,
-        ends_at: None,
+        request: ThisRequest::default(),
         hasher: hashing.then(Sha256::new),
     })
 }
@@ -215,7 +217,7 @@ pub fn reopen(
         tail,
         tail_len,
         current: None,
-        ends_at: None,
+        request: ThisRequest::default(),
         hasher: digest.filter(|d| d.len == len).map(DigestState::into_sha),
     };
     r.tail.seek(SeekFrom::End(0))?;
@@ -253,7 +255,7 @@ impl Resumable {
     /// Whether this request brings the part under way to its end.
     fn fills_part(&self) -> bool {
         let end = self.rec.boundary() + self.part_len();
-        self.ends_at.is_some_and(|at| at >= end)
+        !self.request.checked_at_end && self.request.ends_at.is_some_and(|at| at >= end)
     }
 
     fn hash(&mut self, data: &[u8]) {
@@ -262,36 +264,74 @@ impl Resumable {
         }
     }
 
-    /// Opens the part under way on its own connection and sends what the tail holds of it.
+    /// Opens the part under way on its own connection and sends what the tail holds of it
+    /// (at most the whole part).
     fn open_part(&mut self) -> io::Result<()> {
         let n = self.next_number();
         let mut part = self
             .bucket
             .upload_part(&self.rec.key, &self.rec.upload, n, self.part_len())
             .map_err(s3_io)?;
+        let from_tail = self.tail_len.min(self.part_len());
         self.tail.seek(SeekFrom::Start(0))?;
-        let copied = io::copy(&mut (&self.tail).take(self.tail_len), &mut part)?;
+        let copied = io::copy(&mut (&self.tail).take(from_tail), &mut part)?;
         self.tail.seek(SeekFrom::End(0))?;
-        if copied != self.tail_len {
+        if copied != from_tail {
             return Err(io::Error::other("the tail file is shorter than recorded"));
         }
         self.current = Some((part, self.hasher.clone()));
         Ok(())
     }
 
-    /// The part under way is whole: its answer recorded, the tail emptied.
+    /// The part under way is whole: its answer recorded, what it took from the tail removed
+    /// from there.
     fn close_part(&mut self) -> io::Result<()> {
         let Some((part, _)) = self.current.take() else {
             return Ok(());
         };
+        let len = self.part_len();
         let etag = self.bucket.finish_part(part).map_err(s3_io)?;
         let n = self.next_number();
-        let len = self.part_len();
         self.rec.parts.push((n, len, etag));
         self.rec.save(&self.paths.record)?;
-        self.tail.set_len(0)?;
-        self.tail.seek(SeekFrom::Start(0))?;
-        self.tail_len = 0;
+        self.shift_tail(len.min(self.tail_len))
+    }
+
+    /// Drops the first `sent` bytes of the tail (they are in a part now): what follows them
+    /// moves to the front, through a new file renamed over the old.
+    fn shift_tail(&mut self, sent: u64) -> io::Result<()> {
+        let rest = self.tail_len - sent;
+        if rest > 0 {
+            let aside = self.paths.tail.with_extension("part.new");
+            let mut new = File::create(&aside)?;
+            self.tail.seek(SeekFrom::Start(sent))?;
+            io::copy(&mut (&self.tail).take(rest), &mut new)?;
+            new.sync_all()?;
+            fs::rename(&aside, &self.paths.tail)?;
+            self.tail = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&self.paths.tail)?;
+        } else {
+            self.tail.set_len(0)?;
+        }
+        self.tail.seek(SeekFrom::End(0))?;
+        self.tail_len = rest;
+        Ok(())
+    }
+
+    /// Sends the whole parts the tail holds (a body checked at its end, now checked).
+    fn flush_tail(&mut self) -> io::Result<()> {
+        self.request.checked_at_end = false;
+        while self.tail_len > 0 && self.tail_len >= self.part_len() {
+            self.open_part()?;
+            if let Some((part, _)) = &self.current {
+                if part.left() != 0 {
+                    return Err(io::Error::other("a part from the tail came out short"));
+                }
+            }
+            self.close_part()?;
+        }
         Ok(())
     }
 
@@ -306,6 +346,13 @@ impl Resumable {
 
 impl BlobWriter for Resumable {
     fn append(&mut self, mut data: &[u8]) -> io::Result<()> {
+        if self.request.checked_at_end {
+            // Nothing leaves before the body is checked: all of it waits in the tail.
+            self.tail.write_all(data)?;
+            self.tail_len += data.len() as u64;
+            self.hash(data);
+            return Ok(());
+        }
         while !data.is_empty() {
             if self.current.is_none() && self.fills_part() {
                 self.open_part()?;
@@ -354,10 +401,16 @@ impl BlobWriter for Resumable {
     /// (the request ended before it) is dropped.
     fn sync(&mut self) -> io::Result<()> {
         self.drop_part();
+        if self.request.checked_at_end {
+            self.flush_tail()?;
+        }
         self.tail.sync_data()
     }
 
     fn finish(&mut self) -> io::Result<Option<String>> {
+        if self.request.checked_at_end {
+            self.flush_tail()?;
+        }
         if self.current.is_some() || self.written() != self.rec.len {
             return Err(io::Error::other("fewer bytes than the declared length"));
         }
@@ -387,8 +440,8 @@ impl BlobWriter for Resumable {
         false
     }
 
-    fn ends_at(&mut self, at: Option<u64>) {
-        self.ends_at = at;
+    fn this_request(&mut self, r: ThisRequest) {
+        self.request = r;
     }
 
     /// Completes the multipart upload (the description and sha256 in its sidecar, written

@@ -14,7 +14,7 @@ use super::Tus;
 use crate::config::Config;
 use crate::error::{AppError, TusError, UploadError};
 use crate::http::Request;
-use crate::storage::{Meta, Unfinished};
+use crate::storage::{Meta, ThisRequest, Unfinished};
 use crate::upload::{pump, Ingest};
 
 impl Tus {
@@ -28,9 +28,12 @@ impl Tus {
         mut checksum: Option<Expected>,
     ) -> Result<Option<(Arc<Meta>, String)>, AppError> {
         // Where the upload will stand once this body is in: a backend that streams may send
-        // what makes whole parts straight on.
-        let ends_at = req.body.declared_len().map(|n| u.offset.saturating_add(n));
-        let mut file = self.resume_ingest(cfg, u)?.ends_at(ends_at);
+        // what makes whole parts straight on — unless the body is checked only at its end.
+        let request = ThisRequest {
+            ends_at: req.body.declared_len().map(|n| u.offset.saturating_add(n)),
+            checked_at_end: checksum.is_some(),
+        };
+        let mut file = self.resume_ingest(cfg, u)?.this_request(request);
         let pumped = match checksum.as_mut() {
             Some(c) => {
                 let mut feed = |d: &[u8]| c.update(d);

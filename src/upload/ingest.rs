@@ -11,7 +11,7 @@ use super::gps;
 use crate::config::{Config, HookConfig};
 use crate::error::{AppError, UploadError};
 use crate::hooks::{self, Ran};
-use crate::storage::{Lifetime, Staged, Store, TempFile};
+use crate::storage::{Lifetime, Staged, Store, TempFile, ThisRequest};
 use crate::sys::Pipe;
 use crate::validate::{self, AllowList, SNIFF_LEN};
 
@@ -39,8 +39,8 @@ pub struct Ingest<'s> {
     /// `--strip-gps` and a JPEG by its name: GPS tags are removed from its head.
     strip_gps: bool,
     gps_stripped: bool,
-    /// Where the file will stand at the end of this request, when the request says.
-    ends_at: Option<u64>,
+    /// What is known of this request (a resumable upload's PATCH), for the blob.
+    request: ThisRequest,
 }
 
 impl<'s> Ingest<'s> {
@@ -72,7 +72,7 @@ impl<'s> Ingest<'s> {
             standing: 0,
             strip_gps: cfg.strip_gps && jpeg,
             gps_stripped: false,
-            ends_at: None,
+            request: ThisRequest::default(),
         })
     }
 
@@ -96,12 +96,13 @@ impl<'s> Ingest<'s> {
         self
     }
 
-    /// Where the file will stand once this request's body is in (a resumable upload's PATCH of
-    /// known length): told to the blob, which may stream what makes whole pieces.
-    pub fn ends_at(mut self, at: Option<u64>) -> Self {
-        self.ends_at = at;
+    /// What is known of this request (where the file will stand once its body is in; whether
+    /// the body is checked only at its end): told to the blob, which may stream what makes
+    /// whole pieces, or must hold it all back.
+    pub fn this_request(mut self, r: ThisRequest) -> Self {
+        self.request = r;
         if let Some(t) = self.temp.as_mut() {
-            t.ends_at(at);
+            t.this_request(r);
         }
         self
     }
@@ -257,7 +258,7 @@ impl<'s> Ingest<'s> {
                 self.store.create_temp(expected, Lifetime::Request)?
             }
         };
-        temp.ends_at(self.ends_at);
+        temp.this_request(self.request);
         self.store.write(&mut temp, &self.sniff)?;
         self.sniff = Vec::new();
         self.mime = Some(mime);

@@ -14,7 +14,7 @@ use pidrop::s3::Bucket;
 use crate::harness::{
     bytes, list, name_of, png, post_form, request, sha256_hex, tus_whole, Form, Server,
 };
-use crate::tus::{create, head, location, offset_of, patch};
+use crate::tus::{create, head, location, offset_of, patch, sha1_b64};
 
 /// The test bucket, or `None` (and a note) when no S3 server was started for the tests.
 fn bucket() -> Option<Bucket> {
@@ -967,4 +967,47 @@ fn a_terminated_resumable_upload_aborts_its_multipart_upload() {
     let id = loc.rsplit('/').next().expect("id");
     assert!(!srv.dir.join(format!(".pidrop/resume/{id}.s3")).exists());
     assert!(b.list(&p, None).expect("list").objects.is_empty());
+}
+
+#[test]
+fn a_checksummed_patch_reaches_the_bucket_only_once_it_matched() {
+    let Some(b) = bucket() else { return };
+    let p = prefix("tus-sum");
+    let srv = start_node(&p, &[]);
+    let data = png(12 << 20);
+    let loc = location(&create(srv.addr, "c.png", data.len() as u64, &[]));
+    let id = loc.rsplit('/').next().expect("id").to_string();
+    let tail = srv.dir.join(format!(".pidrop/resume/{id}.part"));
+    // A whole part and more, with a wrong checksum: refused (460), nothing sent, nothing kept.
+    let first = &data[..10 << 20];
+    let wrong = format!("sha1 {}", sha1_b64(b"something else"));
+    let r = patch(srv.addr, &loc, 0, first, &[("Upload-Checksum", &wrong)]);
+    assert_eq!(r.status, 460, "{}", r.text());
+    assert_eq!(tus_offset(srv.addr, &loc), 0);
+    // With the right one: its whole part goes to the bucket, the rest stays in the tail.
+    let right = format!("sha1 {}", sha1_b64(first));
+    let r = patch(srv.addr, &loc, 0, first, &[("Upload-Checksum", &right)]);
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(offset_of(&r), 10 << 20);
+    assert_eq!(
+        std::fs::metadata(&tail).map(|m| m.len()).ok(),
+        Some(2 << 20)
+    );
+    let rest = &data[10 << 20..];
+    let sum = format!("sha1 {}", sha1_b64(rest));
+    let r = patch(srv.addr, &loc, 10 << 20, rest, &[("Upload-Checksum", &sum)]);
+    assert_eq!(r.status, 204, "{}", r.text());
+    let name = r
+        .header("Pidrop-File-Url")
+        .and_then(|u| u.rsplit('/').next())
+        .expect("file url")
+        .to_string();
+    assert_eq!(
+        read_body(&b, &format!("{p}{name}"), None),
+        (200, data.clone())
+    );
+    let listed = srv.get("/files").json();
+    assert_eq!(listed["files"][0]["sha256"], sha256_hex(&data));
+    assert!(b.multipart_uploads(&p).expect("uploads").is_empty());
+    clean_up(&b, &p);
 }

@@ -296,7 +296,7 @@ fn patch_rules_type_offset_length_checksum() {
 }
 
 /// sha1 (coreutils `sha1sum`) as base64 (coreutils `base64`): independent of pidrop's code.
-fn sha1_b64(data: &[u8]) -> String {
+pub(crate) fn sha1_b64(data: &[u8]) -> String {
     let out = filter("sha1sum", &[], data);
     let hex = String::from_utf8_lossy(&out);
     let digest: Vec<u8> = (0..40)
