@@ -858,6 +858,14 @@ fn without_s3_direct_there_is_nothing_to_presign() {
     assert!(stored.is_empty() && waiting.is_empty());
 }
 
+/// The stored name of the file a tus PATCH finished.
+fn finished_name(r: &crate::harness::Resp) -> String {
+    r.header("Pidrop-File-Url")
+        .and_then(|u| u.rsplit('/').next())
+        .expect("file url")
+        .to_string()
+}
+
 /// The upload's offset by HEAD.
 fn tus_offset(addr: std::net::SocketAddr, loc: &str) -> usize {
     usize::try_from(offset_of(&head(addr, loc))).expect("an offset")
@@ -928,11 +936,7 @@ fn a_resumable_upload_streams_whole_parts_keeps_only_a_tail_and_survives_a_resta
     assert_eq!(tus_offset(srv.addr, &loc), 11 * MIB);
     let r = patch(srv.addr, &loc, 11 << 20, &data[11 * MIB..], &[]);
     assert_eq!(r.status, 204, "{}", r.text());
-    let name = r
-        .header("Pidrop-File-Url")
-        .and_then(|u| u.rsplit('/').next())
-        .expect("file url")
-        .to_string();
+    let name = finished_name(&r);
     assert_eq!(
         read_body(&b, &format!("{p}{name}"), None),
         (200, data.clone())
@@ -997,11 +1001,7 @@ fn a_checksummed_patch_reaches_the_bucket_only_once_it_matched() {
     let sum = format!("sha1 {}", sha1_b64(rest));
     let r = patch(srv.addr, &loc, 10 << 20, rest, &[("Upload-Checksum", &sum)]);
     assert_eq!(r.status, 204, "{}", r.text());
-    let name = r
-        .header("Pidrop-File-Url")
-        .and_then(|u| u.rsplit('/').next())
-        .expect("file url")
-        .to_string();
+    let name = finished_name(&r);
     assert_eq!(
         read_body(&b, &format!("{p}{name}"), None),
         (200, data.clone())
