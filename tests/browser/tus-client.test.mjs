@@ -1,6 +1,8 @@
 // tus-js-client, the reference JavaScript tus client, under Node against the real pidrop binary
 // on 127.0.0.1: a 40 MB upload in 4 MiB chunks, aborted midway, then found again through the
-// client's own previous-upload lookup (its URL storage) and finished, byte-exact.
+// client's own previous-upload lookup (its URL storage) and finished, byte-exact — into the
+// upload dir, and (with a Garage started: PIDROP_TEST_S3_*) streamed into an S3 bucket, where
+// the 4 MiB chunks meet 8 MiB parts.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, createReadStream, readFileSync } from 'node:fs';
@@ -21,8 +23,22 @@ after(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-function startServer() {
-  return startPidrop(bin, join(root, 'uploads'), [], children);
+function startServer(extra = [], dir = 'uploads') {
+  return startPidrop(bin, join(root, dir), extra, children);
+}
+
+// pidrop on the test bucket (`--store s3`), or null (skipped) without an S3 server.
+function startS3Server(t, prefix) {
+  const s3 = process.env.PIDROP_TEST_S3_ENDPOINT;
+  if (!s3) {
+    assert.ok(!process.env.PIDROP_TEST_S3_REQUIRED, 'PIDROP_TEST_S3_REQUIRED but no S3 endpoint');
+    t.skip('no S3 server (scripts/garage.sh start DIR, then source DIR/env)');
+    return null;
+  }
+  process.env.PIDROP_S3_ACCESS_KEY_ID = process.env.PIDROP_TEST_S3_ACCESS_KEY;
+  process.env.PIDROP_S3_SECRET_ACCESS_KEY = process.env.PIDROP_TEST_S3_SECRET_KEY;
+  return startServer(['--store', 's3', '--s3-endpoint', s3, '--s3-bucket', process.env.PIDROP_TEST_S3_BUCKET,
+    '--s3-region', process.env.PIDROP_TEST_S3_REGION, '--s3-prefix', `${prefix}-${process.pid}/`], 'uploads-s3');
 }
 
 // An MP4 by its first bytes (an `ftyp` box), then 40 MB of random data.
@@ -42,12 +58,11 @@ function options(base, storage, extra) {
   };
 }
 
-test('tus-js-client: 40 MB in 4 MiB chunks, aborted midway, resumed through its previous-upload lookup', async () => {
-  const base = await startServer();
-  const file = join(root, 'clip.mp4');
+async function abortedAndResumed(base, tag) {
+  const file = join(root, `clip-${tag}.mp4`);
   const size = 40_000_000;
   makeVideo(file, size);
-  const storage = new tus.FileUrlStorage(join(root, 'tus-urls.json'));
+  const storage = new tus.FileUrlStorage(join(root, `tus-urls-${tag}.json`));
 
   // First attempt: abort once past the middle (the client stops between chunks).
   let abortedAt = 0;
@@ -95,6 +110,20 @@ test('tus-js-client: 40 MB in 4 MiB chunks, aborted midway, resumed through its 
   assert.equal(f.sha256, want);
   const got = Buffer.from(await (await fetch(`${base}${f.url}`)).arrayBuffer());
   assert.equal(createHash('sha256').update(got).digest('hex'), want, 'downloaded byte-exact');
+  return f;
+}
+
+test('tus-js-client: 40 MB in 4 MiB chunks, aborted midway, resumed through its previous-upload lookup', async () => {
+  await abortedAndResumed(await startServer(), 'local');
+});
+
+test('tus-js-client into an S3 bucket: the same, streamed into 8 MiB parts from 4 MiB chunks', async (t) => {
+  const server = startS3Server(t, 'tusjs');
+  if (!server) return;
+  const base = await server;
+  const f = await abortedAndResumed(base, 's3');
+  // Cleaned up through pidrop (the object goes with it).
+  assert.equal((await fetch(base + f.url, { method: 'DELETE' })).status, 204);
 });
 
 test('tus-js-client: a refused type fails at creation, and termination removes an upload', async () => {
