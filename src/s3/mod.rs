@@ -489,21 +489,24 @@ impl Bucket {
     }
 
     /// Makes sure the bucket aborts multipart uploads left unfinished for `days` (a crash's
-    /// leftovers): pidrop's rule is added to the bucket's own rules, never replacing them.
-    /// Returns whether it had to add it.
+    /// leftovers): pidrop's rule is added to the bucket's own rules, never replacing them (one
+    /// of pidrop's with other days — an older version's — is brought up to date). Returns
+    /// whether it had to write the rules.
     pub fn ensure_abort_rule(&self, days: u32) -> Result<bool> {
         let existing = self.lifecycle()?;
         let rules = xml::elements(&existing, "Rule");
-        if rules
-            .iter()
-            .any(|r| xml::text(r, "ID").as_deref() == Some(ABORT_RULE_ID))
-        {
+        let ours = |r: &str| xml::text(r, "ID").as_deref() == Some(ABORT_RULE_ID);
+        let current = |r: &str| {
+            xml::text(r, "DaysAfterInitiation").and_then(|d| d.trim().parse().ok()) == Some(days)
+        };
+        if rules.iter().any(|r| ours(r) && current(r)) {
             return Ok(false);
         }
+        // The bucket's own rules stay; an older one of ours (other days) is replaced.
         let mut body = String::from(
             "<LifecycleConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
         );
-        for r in &rules {
+        for r in rules.iter().filter(|r| !ours(r)) {
             body.push_str(&format!("<Rule>{r}</Rule>"));
         }
         body.push_str(&format!(

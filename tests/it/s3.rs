@@ -246,6 +246,16 @@ fn the_abort_rule_is_added_beside_the_buckets_own_rules() {
         now.contains("keep-me") && now.contains(pidrop::s3::ABORT_RULE_ID),
         "{now}"
     );
+    // An older pidrop's rule (other days) is brought up to date, once, the bucket's kept.
+    assert!(b.ensure_abort_rule(7).expect("update"));
+    assert!(!b.ensure_abort_rule(7).expect("up to date"));
+    let now = b.lifecycle().expect("rules");
+    assert_eq!(now.matches(pidrop::s3::ABORT_RULE_ID).count(), 1, "{now}");
+    assert!(now.contains("keep-me"), "{now}");
+    assert!(
+        now.contains("<DaysAfterInitiation>7</DaysAfterInitiation>"),
+        "{now}"
+    );
 }
 
 /// Removes every object under `p` (what a test left in the bucket).
@@ -729,6 +739,9 @@ fn presign(addr: std::net::SocketAddr, name: &str, size: usize) -> crate::harnes
 #[test]
 fn direct_uploads_are_checked_in_the_bucket_before_they_are_listed() {
     let Some(b) = bucket() else { return };
+    let _one = LIFECYCLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let p = prefix("direct");
     let srv = start_node(&p, &["--s3-direct", "on", "--max-size", "50M"]);
     let config = request(srv.addr, "GET", "/config", &[], b"").json();
@@ -849,6 +862,9 @@ fn direct_uploads_are_checked_in_the_bucket_before_they_are_listed() {
 #[test]
 fn without_s3_direct_there_is_nothing_to_presign() {
     let Some(b) = bucket() else { return };
+    let _one = LIFECYCLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let p = prefix("nodirect");
     let srv = start_node(&p, &[]);
     let config = request(srv.addr, "GET", "/config", &[], b"").json();
@@ -874,6 +890,9 @@ fn tus_offset(addr: std::net::SocketAddr, loc: &str) -> usize {
 #[test]
 fn a_resumable_upload_streams_whole_parts_keeps_only_a_tail_and_survives_a_restart() {
     let Some(b) = bucket() else { return };
+    let _one = LIFECYCLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let p = prefix("tus-stream");
     let (_keys, file) = credentials_file();
     let (args, _) = store_args(&p);
@@ -959,6 +978,9 @@ fn a_resumable_upload_streams_whole_parts_keeps_only_a_tail_and_survives_a_resta
 #[test]
 fn a_terminated_resumable_upload_aborts_its_multipart_upload() {
     let Some(b) = bucket() else { return };
+    let _one = LIFECYCLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let p = prefix("tus-end");
     let srv = start_node(&p, &[]);
     let data = png(9 << 20);
@@ -976,6 +998,9 @@ fn a_terminated_resumable_upload_aborts_its_multipart_upload() {
 #[test]
 fn a_checksummed_patch_reaches_the_bucket_only_once_it_matched() {
     let Some(b) = bucket() else { return };
+    let _one = LIFECYCLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let p = prefix("tus-sum");
     let srv = start_node(&p, &[]);
     let data = png(12 << 20);
