@@ -320,7 +320,8 @@
   const DIRECT_MAX = 5 * 2 ** 30;
 
   async function send(item) {
-    if (config.direct_upload && item.file.size <= DIRECT_MAX) return sendDirect(item);
+    // Before /config has answered, tus (a file dropped at once).
+    if (config && config.direct_upload && item.file.size <= DIRECT_MAX) return sendDirect(item);
     const f = item.file;
     try {
       let [url, offset, last] = await uploadUrl(item);
