@@ -394,10 +394,7 @@ impl App {
         req: &mut Request<'_>,
         by: &upload::By,
     ) -> Result<Response, AppError> {
-        self.check_origin(req)?;
-        if !self.direct_uploads() {
-            return Err(AppError::NotFound);
-        }
+        self.check_direct(req)?;
         let body =
             crate::login::read_small(req, "application/json", "send it as application/json")?;
         let fields = upload::query_fields(req.head.query.as_deref());
@@ -424,12 +421,19 @@ impl App {
         token: &str,
         by: &upload::By,
     ) -> Result<Response, AppError> {
-        self.check_origin(req)?;
-        if !self.direct_uploads() {
-            return Err(AppError::NotFound);
-        }
+        self.check_direct(req)?;
         let (meta, delete_token) = self.direct.confirm(cfg, &self.store, token, by)?;
         Ok(self.one_stored(Via::Direct, meta, delete_token))
+    }
+
+    /// A direct-upload request: from an allowed origin, and only when they are on (404).
+    #[cfg(feature = "s3")]
+    fn check_direct(&self, req: &Request<'_>) -> Result<(), AppError> {
+        self.check_origin(req)?;
+        match self.direct_uploads() {
+            true => Ok(()),
+            false => Err(AppError::NotFound),
+        }
     }
 
     /// Whether browsers may upload straight to the bucket.

@@ -321,16 +321,7 @@ impl Store {
         let (bucket, prefix) = self.bucket.as_ref().ok_or(AppError::NotFound)?;
         let (head, blob) =
             s3direct::adopt(bucket, prefix, name, len, mime).map_err(AppError::Storage)?;
-        let mut temp = TempFile {
-            blob,
-            name: Some(name.to_string()),
-            on_disk: false,
-            unchecked: 0,
-            reserved: 0,
-            pool: self.reserved.clone(),
-        };
-        self.reserve(&mut temp, len)?;
-        Ok((temp, head))
+        Ok((self.named_remote(blob, name, Some(len))?, head))
     }
 
     /// Whether a file of `len` bytes (if known) goes straight to where files are stored,
@@ -523,13 +514,25 @@ impl Store {
         let Some(blob) = self.blobs.stream(kept, &name, len, mime, original) else {
             return Ok(None);
         };
-        // Its blob says it is not on the local disk: only `--max-total` is checked.
-        let mut temp = self.wrap(blob.map_err(AppError::Storage)?, Some(0))?;
-        temp.name = Some(name);
-        if kept.is_none() {
-            self.reserve(&mut temp, len)?;
+        let blob = blob.map_err(AppError::Storage)?;
+        let reserve = kept.is_none().then_some(len);
+        self.named_remote(blob, &name, reserve).map(Some)
+    }
+
+    /// A file whose blob is not on the local disk (it says so: only `--max-total` is checked
+    /// for it), under the stored name chosen for it, with `reserve` bytes reserved.
+    fn named_remote(
+        &self,
+        blob: Box<dyn BlobWriter>,
+        name: &str,
+        reserve: Option<u64>,
+    ) -> Result<TempFile, AppError> {
+        let mut temp = self.wrap(blob, Some(0))?;
+        temp.name = Some(name.to_string());
+        if let Some(n) = reserve {
+            self.reserve(&mut temp, n)?;
         }
-        Ok(Some(temp))
+        Ok(temp)
     }
 
     /// A kept blob again (a resumable upload), cut back to the `len` bytes acknowledged. It

@@ -161,6 +161,9 @@ impl BlobWriter for Adopted {
     fn local_path(&self) -> Option<&Path> {
         None
     }
+    fn on_disk(&self) -> bool {
+        false
+    }
     fn place(&mut self, meta: &Meta) -> io::Result<()> {
         write_described(&self.bucket, &self.prefix, meta, |to, headers| {
             self.bucket

@@ -43,12 +43,25 @@ struct Record {
     part: u64,
     /// (number, length, ETag) of the parts S3 answered.
     parts: Vec<(u32, u64, String)>,
+    /// Bytes in those parts (kept, not summed: asked on every append).
+    done: u64,
 }
 
 impl Record {
     /// Bytes in the parts done.
     fn boundary(&self) -> u64 {
-        self.parts.iter().map(|p| p.1).sum()
+        self.done
+    }
+
+    fn push_part(&mut self, n: u32, len: u64, etag: String) {
+        self.parts.push((n, len, etag));
+        self.done += len;
+    }
+
+    fn pop_part(&mut self) {
+        if let Some((_, len, _)) = self.parts.pop() {
+            self.done -= len;
+        }
     }
 
     fn text(&self) -> String {
@@ -87,6 +100,7 @@ impl Record {
             upload,
             len,
             part,
+            done: parts.iter().map(|p| p.1).sum(),
             parts,
         })
     }
@@ -154,6 +168,7 @@ pub fn start(
         len,
         part: part_size(len),
         parts: Vec::new(),
+        done: 0,
     };
     let opened = rec.save(&paths.record).and_then(|()| {
         OpenOptions::new()
@@ -198,7 +213,7 @@ pub fn reopen(
     let text = fs::read_to_string(&paths.record)?;
     let mut rec = Record::parse(&text).ok_or_else(|| bad("unreadable upload record"))?;
     while rec.boundary() > len {
-        rec.parts.pop();
+        rec.pop_part();
     }
     let tail = OpenOptions::new()
         .read(true)
@@ -292,7 +307,7 @@ impl Resumable {
         let len = self.part_len();
         let etag = self.bucket.finish_part(part).map_err(s3_io)?;
         let n = self.next_number();
-        self.rec.parts.push((n, len, etag));
+        self.rec.push_part(n, len, etag);
         self.rec.save(&self.paths.record)?;
         self.shift_tail(len.min(self.tail_len))
     }
@@ -485,6 +500,7 @@ mod tests {
                 (1, 8 << 20, "\"e1\"".into()),
                 (2, 8 << 20, "\"e 2\"".into()),
             ],
+            done: 16 << 20,
         };
         let back = Record::parse(&rec.text()).expect("parses");
         assert_eq!(back.text(), rec.text());
